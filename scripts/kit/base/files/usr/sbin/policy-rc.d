@@ -1,0 +1,3 @@
+#!/bin/sh
+# cdq kit build: never start services inside the build chroot (not shipped in images)
+exit 101
