@@ -1,0 +1,131 @@
+//! Typed failures that code must branch on, their exit codes, and the one function that
+//! prints an error. Nothing else in cdq decides an exit code or prints an error.
+//!
+//! Errors are product copy: a lowercase first line naming the thing in backticks, one
+//! `caused by:` line per level of the chain, then a `hint:` with the fix.
+
+use std::fmt;
+
+/// What kind of failure ended the command; decides the exit code (listed in the README).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Anything unexpected: I/O, the engine refusing a request.
+    Failure,
+    /// Bad flags, bad settings, bad input files: the user must change what they typed.
+    Usage,
+    /// Preflight found a FAIL (or a WARN under `--strict`).
+    Preflight,
+    /// A service never became healthy, or exited.
+    Unhealthy,
+    /// Another cdq holds the deploy directory.
+    Locked,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Failure => 1,
+            Kind::Usage => 2,
+            Kind::Preflight => 3,
+            Kind::Unhealthy => 4,
+            Kind::Locked => 5,
+            Kind::Interrupted => 130,
+        }
+    }
+}
+
+/// A failure with a kind and an optional hint. Put it at the root of an `anyhow` chain
+/// (`Err(CdqError::usage(..))?`) or anywhere in it (`.context(..)` keeps it reachable).
+#[derive(Debug, thiserror::Error)]
+pub struct CdqError {
+    pub kind: Kind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for CdqError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl CdqError {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        CdqError {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, message)
+    }
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self::new(Kind::Failure, message)
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The exit code for an error chain: the first typed error found decides, else 1.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<CdqError>())
+        .map(|e| e.kind.exit_code())
+        .unwrap_or(1)
+}
+
+/// Formats an error chain as cdq prints it (without trailing newline).
+pub fn format(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut hint = None;
+    for (i, cause) in err.chain().enumerate() {
+        let text = cause.to_string();
+        if i == 0 {
+            out.push_str("error: ");
+        } else {
+            out.push_str("\ncaused by: ");
+        }
+        out.push_str(&text);
+        if hint.is_none() {
+            if let Some(e) = cause.downcast_ref::<CdqError>() {
+                hint = e.hint.clone();
+            }
+        }
+    }
+    if let Some(h) = hint {
+        out.push_str("\nhint: ");
+        out.push_str(&h);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn chain_prints_causes_and_the_innermost_hint() {
+        let inner: anyhow::Result<()> = Err(CdqError::usage("`cdq.yaml`: unknown key `prot`")
+            .hint("did you mean `ports`?")
+            .into());
+        let err = inner.context("reading settings").unwrap_err();
+        assert_eq!(
+            format(&err),
+            "error: reading settings\ncaused by: `cdq.yaml`: unknown key `prot`\nhint: did you mean `ports`?"
+        );
+        assert_eq!(exit_code(&err), 2);
+    }
+
+    #[test]
+    fn untyped_errors_exit_1() {
+        let err = anyhow::anyhow!("boom");
+        assert_eq!(exit_code(&err), 1);
+        assert_eq!(format(&err), "error: boom");
+    }
+}

@@ -1,0 +1,266 @@
+//! The secrets file: strong random passwords generated on first render and never rewritten.
+//! MySQL reads its passwords only when it initialises an empty data directory, so rotating
+//! them silently would lock the user out of their own data. A key added by a newer cdq is
+//! appended; existing lines are never touched.
+//!
+//! Secrets are never printed: [`Secrets`] has a redacting `Debug` and no `Display`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::error::CdqError;
+
+pub const FILE: &str = "secrets.env";
+
+/// Every secret cdq generates, with what it is for (written as a comment in the file).
+pub const KEYS: [(&str, &str); 5] = [
+    ("MYSQL_ROOT_PASSWORD", "mysql root"),
+    ("SERVER_DB_PASSWORD", "mysql user `cd_server` (CD server)"),
+    ("UCENTER_DB_PASSWORD", "mysql user `ucenter`"),
+    ("REDIS_PASSWORD", "redis requirepass"),
+    ("GRAFANA_ADMIN_PASSWORD", "grafana user `admin`"),
+];
+
+const LEN: usize = 32;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secrets(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(self.0.keys().map(|k| format!("{k}=<redacted>")))
+            .finish()
+    }
+}
+
+impl Secrets {
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or_default()
+    }
+
+    pub fn map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// Values, for code that must keep them out of output (tests, log scrubbing).
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.0.values().map(String::as_str)
+    }
+
+    /// Fixed secrets for tests and snapshots.
+    pub fn fixed() -> Secrets {
+        Secrets(
+            KEYS.iter()
+                .map(|(k, _)| (k.to_string(), format!("{}-secret", k.to_lowercase())))
+                .collect(),
+        )
+    }
+}
+
+/// What `ensure` did, for the render report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Kept,
+    /// Keys a newer cdq needs were appended.
+    Appended(Vec<String>),
+}
+
+/// 32 characters from [A-Za-z0-9]: safe unquoted in YAML, SQL, shell and URLs.
+pub fn generate() -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(LEN);
+    let mut buf = [0u8; 64];
+    while out.len() < LEN {
+        getrandom::fill(&mut buf)
+            .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+        // Rejection sampling keeps every character equally likely (248 = 4 * 62).
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() == LEN {
+                break;
+            }
+            out.push(ALPHABET[(*b % 62) as usize] as char);
+        }
+    }
+    Ok(out)
+}
+
+pub fn path(deploy_dir: &Path) -> PathBuf {
+    deploy_dir.join(FILE)
+}
+
+fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            CdqError::usage(format!("`{}` line {}: expected `KEY=value`", path.display(), i + 1))
+                .hint("restore the file from your backup; cdq never rewrites it, and MySQL still uses the old passwords")
+        })?;
+        if v.is_empty() {
+            return Err(CdqError::usage(format!(
+                "`{}` line {}: `{k}` is empty",
+                path.display(),
+                i + 1
+            ))
+            .hint("restore the file from your backup")
+            .into());
+        }
+        map.insert(k.to_string(), v.to_string());
+    }
+    Ok(map)
+}
+
+/// Loads the secrets file, creating it (mode 0600) if absent, appending missing keys, and
+/// tightening its mode if someone loosened it.
+pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, Outcome)> {
+    let p = path(deploy_dir);
+    match std::fs::read_to_string(&p) {
+        Ok(text) => {
+            let mut map = parse(&p, &text)?;
+            let mode = std::fs::metadata(&p)?.permissions().mode() & 0o777;
+            if mode != 0o600 {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making `{}` private (mode 0600)", p.display()))?;
+            }
+            let missing: Vec<&(&str, &str)> =
+                KEYS.iter().filter(|(k, _)| !map.contains_key(*k)).collect();
+            if missing.is_empty() {
+                return Ok((Secrets(map), Outcome::Kept));
+            }
+            let mut add = String::new();
+            if !text.ends_with('\n') && !text.is_empty() {
+                add.push('\n');
+            }
+            let mut names = Vec::new();
+            for (k, what) in missing {
+                let v = generate()?;
+                add.push_str(&format!("# {what}\n{k}={v}\n"));
+                map.insert(k.to_string(), v);
+                names.push(k.to_string());
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&p)
+                .with_context(|| format!("appending to `{}`", p.display()))?;
+            f.write_all(add.as_bytes())?;
+            f.sync_all()?;
+            Ok((Secrets(map), Outcome::Appended(names)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut text = String::from(
+                "# Generated once by cdq; never rewritten. MySQL keeps the passwords it was first\n\
+                 # started with: back this file up with the data directory, and do not edit it.\n",
+            );
+            let mut map = BTreeMap::new();
+            for (k, what) in KEYS {
+                let v = generate()?;
+                text.push_str(&format!("# {what}\n{k}={v}\n"));
+                map.insert(k.to_string(), v);
+            }
+            std::fs::create_dir_all(deploy_dir)
+                .with_context(|| format!("creating deploy directory `{}`", deploy_dir.display()))?;
+            // create_new: if another process raced us here, fail rather than overwrite.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&p)
+                .with_context(|| format!("creating `{}`", p.display()))?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            Ok((Secrets(map), Outcome::Created))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading `{}`", p.display()))),
+    }
+}
+
+/// Reads the secrets file without creating it (for commands that must not write).
+pub fn load_existing(deploy_dir: &Path) -> anyhow::Result<Option<Secrets>> {
+    let p = path(deploy_dir);
+    match std::fs::read_to_string(&p) {
+        Ok(text) => Ok(Some(Secrets(parse(&p, &text)?))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading `{}`", p.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_and_distinct() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn created_once_then_kept_byte_identical() {
+        let d = tempfile::tempdir().unwrap();
+        let (s1, o1) = ensure(d.path()).unwrap();
+        assert_eq!(o1, Outcome::Created);
+        let before = std::fs::read(path(d.path())).unwrap();
+        let mode = std::fs::metadata(path(d.path()))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let (s2, o2) = ensure(d.path()).unwrap();
+        assert_eq!(o2, Outcome::Kept);
+        assert_eq!(s1, s2);
+        assert_eq!(before, std::fs::read(path(d.path())).unwrap());
+    }
+
+    #[test]
+    fn missing_keys_are_appended_and_loose_mode_tightened() {
+        let d = tempfile::tempdir().unwrap();
+        let p = path(d.path());
+        std::fs::write(&p, "MYSQL_ROOT_PASSWORD=old\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (s, o) = ensure(d.path()).unwrap();
+        assert_eq!(s.get("MYSQL_ROOT_PASSWORD"), "old");
+        assert!(matches!(o, Outcome::Appended(ref k) if k.len() == 4));
+        assert!(
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .starts_with("MYSQL_ROOT_PASSWORD=old\n")
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_values() {
+        let s = Secrets::fixed();
+        let shown = format!("{s:?}");
+        for v in s.values() {
+            assert!(!shown.contains(v));
+        }
+    }
+
+    #[test]
+    fn corrupt_file_is_refused_not_rewritten() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(path(d.path()), "garbage\n").unwrap();
+        assert!(ensure(d.path()).is_err());
+        assert_eq!(
+            std::fs::read_to_string(path(d.path())).unwrap(),
+            "garbage\n"
+        );
+    }
+}

@@ -1,0 +1,801 @@
+//! Settings: `cdq.yaml`, then `CDQ_*` environment variables and flags on top, validated
+//! and defaulted into one [`Settings`] value with absolute paths and `Duration`s.
+//!
+//! Pure apart from reading the settings file. It must not look at the host (that is
+//! `facts`) nor decide the host IP or architecture when they are `auto`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use crate::error::CdqError;
+use crate::services::{Arch, Service};
+use crate::yaml;
+
+/// Which image references the compose file uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSet {
+    /// The upstream images for the host's architecture (`compose/<arch>.yaml`).
+    Official,
+    /// The local image kit (`scripts/build-local-images.sh`).
+    Local,
+    /// A private mirror: every official reference rewritten under this prefix.
+    Registry(String),
+}
+
+impl ImageSet {
+    pub fn parse(text: &str) -> Result<ImageSet, String> {
+        match text {
+            "official" => Ok(ImageSet::Official),
+            "local" => Ok(ImageSet::Local),
+            "" => Err("the image set is empty".into()),
+            p if p.contains(char::is_whitespace) || p.contains("://") => Err(format!(
+                "`{p}` is not `official`, `local` or a registry prefix like `harbor.example.com:5000/cd`"
+            )),
+            p => Ok(ImageSet::Registry(p.trim_end_matches('/').to_string())),
+        }
+    }
+}
+
+impl fmt::Display for ImageSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageSet::Official => f.write_str("official"),
+            ImageSet::Local => f.write_str("local"),
+            ImageSet::Registry(p) => f.write_str(p),
+        }
+    }
+}
+
+/// `auto` or a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Auto<T> {
+    #[default]
+    Auto,
+    Is(T),
+}
+
+impl<T: Copy> Auto<T> {
+    pub fn value(self) -> Option<T> {
+        match self {
+            Auto::Auto => None,
+            Auto::Is(v) => Some(v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Auto<IpAddr> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            return Ok(Auto::Auto);
+        }
+        s.parse().map(Auto::Is).map_err(|_| {
+            de::Error::custom(format!(
+                "`{s}` is not an IP address (write one like `10.1.2.3`, or `auto`)"
+            ))
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Auto<Arch> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "auto" {
+            return Ok(Auto::Auto);
+        }
+        Arch::from_any(&s).map(Auto::Is).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown architecture `{s}`, expected one of `amd64`, `arm64`, `auto`"
+            ))
+        })
+    }
+}
+
+/// A size like `512m` or `1g`, in MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MiB(pub u64);
+
+impl MiB {
+    pub fn parse(s: &str) -> Result<MiB, String> {
+        let t = s.trim().to_ascii_lowercase();
+        let (num, mult) = if let Some(n) = t.strip_suffix('g') {
+            (n, 1024)
+        } else if let Some(n) = t.strip_suffix('m') {
+            (n, 1)
+        } else {
+            return Err(format!("`{s}` is not a size: write it like `512m` or `2g`"));
+        };
+        match num.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(MiB(n * mult)),
+            _ => Err(format!("`{s}` is not a size: write it like `512m` or `2g`")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MiB {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        MiB::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// A duration like `90s`, `5m` or `1m30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration: write it like `90s`, `5m` or `1m30s`");
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut seen = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += match c {
+            'h' => n * 3600,
+            'm' => n * 60,
+            's' => n,
+            _ => return Err(bad()),
+        };
+        seen = true;
+    }
+    if !num.is_empty() || !seen || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Span).map_err(de::Error::custom)
+    }
+}
+
+/// One optional value per service; unknown service names are rejected by serde with the
+/// list of valid ones, so a typo gets a position and a suggestion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerService<T> {
+    mysql: Option<T>,
+    redis: Option<T>,
+    zookeeper: Option<T>,
+    kafka: Option<T>,
+    elasticsearch: Option<T>,
+    prometheus: Option<T>,
+    grafana: Option<T>,
+    ucenter: Option<T>,
+    server: Option<T>,
+}
+
+impl<T> Default for PerService<T> {
+    fn default() -> Self {
+        PerService {
+            mysql: None,
+            redis: None,
+            zookeeper: None,
+            kafka: None,
+            elasticsearch: None,
+            prometheus: None,
+            grafana: None,
+            ucenter: None,
+            server: None,
+        }
+    }
+}
+
+impl<T> PerService<T> {
+    fn into_map(self) -> BTreeMap<Service, T> {
+        [
+            (Service::Mysql, self.mysql),
+            (Service::Redis, self.redis),
+            (Service::Zookeeper, self.zookeeper),
+            (Service::Kafka, self.kafka),
+            (Service::Elasticsearch, self.elasticsearch),
+            (Service::Prometheus, self.prometheus),
+            (Service::Grafana, self.grafana),
+            (Service::Ucenter, self.ucenter),
+            (Service::Server, self.server),
+        ]
+        .into_iter()
+        .filter_map(|(s, v)| v.map(|v| (s, v)))
+        .collect()
+    }
+}
+
+/// Published host ports. Middleware without an entry here is not published at all.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsFile {
+    server: Option<u16>,
+    ucenter: Option<u16>,
+    grafana: Option<u16>,
+    kafka: Option<u16>,
+    prometheus: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeapFile {
+    elasticsearch: Option<MiB>,
+    kafka: Option<MiB>,
+    server: Option<MiB>,
+    ucenter: Option<MiB>,
+}
+
+/// `cdq.yaml` as written: every field optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    project: Option<String>,
+    data_dir: Option<PathBuf>,
+    host_ip: Option<Auto<IpAddr>>,
+    arch: Option<Auto<Arch>>,
+    images: Option<String>,
+    timezone: Option<String>,
+    services: Option<Vec<String>>,
+    versions: Option<PerService<String>>,
+    ports: Option<PortsFile>,
+    heap: Option<HeapFile>,
+    deadlines: Option<PerService<Span>>,
+}
+
+/// Values from flags and `CDQ_*` variables (clap merges the two); they beat the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub dir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub project: Option<String>,
+    pub images: Option<String>,
+    pub arch: Option<Arch>,
+    pub host_ip: Option<IpAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports {
+    pub server: u16,
+    pub ucenter: u16,
+    pub grafana: u16,
+    pub kafka: u16,
+    /// Prometheus is not published unless asked for.
+    pub prometheus: Option<u16>,
+}
+
+/// Everything a command needs to know about what the user asked for, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub deploy_dir: PathBuf,
+    /// The settings file and whether it existed (a missing default file is fine).
+    pub config_path: PathBuf,
+    pub config_found: bool,
+    pub project: String,
+    pub data_dir: PathBuf,
+    pub host_ip: Option<IpAddr>,
+    pub arch: Option<Arch>,
+    pub images: ImageSet,
+    pub timezone: Option<String>,
+    pub services: BTreeSet<Service>,
+    pub versions: BTreeMap<Service, String>,
+    pub ports: Ports,
+    pub heap_mb: BTreeMap<Service, u64>,
+    pub deadlines: BTreeMap<Service, Duration>,
+    pub templates: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn deadline(&self, s: Service) -> Duration {
+        self.deadlines
+            .get(&s)
+            .copied()
+            .unwrap_or_else(|| s.default_deadline())
+    }
+}
+
+pub const DEFAULT_PROJECT: &str = "cdq";
+pub const SETTINGS_FILE: &str = "cdq.yaml";
+
+/// Reads and resolves settings. `cwd` anchors relative paths given on the command line.
+pub fn load(cwd: &Path, o: &Overrides) -> anyhow::Result<Settings> {
+    let deploy_dir = absolute(cwd, o.dir.as_deref().unwrap_or(Path::new(".")));
+    let (config_path, explicit) = match &o.config {
+        Some(c) => (absolute(cwd, c), true),
+        None => (deploy_dir.join(SETTINGS_FILE), false),
+    };
+    let (file, found) = match std::fs::read_to_string(&config_path) {
+        Ok(text) => (parse_file(&config_path, &text)?, true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            (FileSettings::default(), false)
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(CdqError::usage(format!(
+                "cannot read settings file `{}`",
+                config_path.display()
+            ))));
+        }
+    };
+    resolve(deploy_dir, config_path, found, file, o)
+}
+
+/// Parses `cdq.yaml` text; errors name the file, the line, the key and the closest valid name.
+pub fn parse_file(path: &Path, text: &str) -> Result<FileSettings, CdqError> {
+    if text.trim().is_empty() {
+        return Ok(FileSettings::default());
+    }
+    yaml::from_str::<FileSettings>(text).map_err(|e| {
+        // serde_yaml places errors raised by our own value parsers at the document start;
+        // find the line that holds the offending value instead.
+        let line = match (e.line, first_quoted(&e.message)) {
+            (Some(1), Some(v)) => value_line(text, v).or(e.line),
+            (l, _) => l,
+        };
+        let at = match line {
+            Some(l) => format!("`{}` line {l}", path.display()),
+            None => format!("`{}`", path.display()),
+        };
+        let (message, hint) = explain_serde(&e.message);
+        let err = CdqError::usage(format!("{at}: {message}"));
+        match hint {
+            Some(h) => err.hint(h),
+            None => err.hint(format!(
+                "every setting is listed in the README; fix `{}` and run again",
+                path.display()
+            )),
+        }
+    })
+}
+
+fn first_quoted(msg: &str) -> Option<&str> {
+    let start = msg.find('`')? + 1;
+    let end = msg[start..].find('`')? + start;
+    Some(&msg[start..end])
+}
+
+/// The 1-based line whose value (after `key:`) is `value`.
+fn value_line(text: &str, value: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.split_once(':')
+                .is_some_and(|(_, v)| v.trim().trim_matches(['"', '\'']) == value)
+        })
+        .map(|i| i + 1)
+}
+
+/// Turns serde's "unknown field `x`, expected one of `a`, `b`" into our copy and a
+/// did-you-mean hint.
+fn explain_serde(msg: &str) -> (String, Option<String>) {
+    for (needle, what) in [("unknown field `", "key"), ("unknown variant `", "value")] {
+        let Some(start) = msg.find(needle) else {
+            continue;
+        };
+        let rest = &msg[start + needle.len()..];
+        let Some(end) = rest.find('`') else { continue };
+        let bad = &rest[..end];
+        let valid: Vec<&str> = rest[end..].split('`').skip(2).step_by(2).collect();
+        let prefix = msg[..start].trim_end_matches([':', ' ']);
+        let scope = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!(" in `{prefix}`")
+        };
+        let message = format!("unknown {what} `{bad}`{scope}");
+        let hint = match closest(bad, &valid) {
+            Some(c) => format!(
+                "did you mean `{c}`? valid {what}s here: {}",
+                valid.join(", ")
+            ),
+            None => format!("valid {what}s here: {}", valid.join(", ")),
+        };
+        return (message, Some(hint));
+    }
+    (msg.to_string(), None)
+}
+
+/// The candidate nearest to `word` by edit distance, if it is near enough to be a typo.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(word.len()) / 2).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    // Lexical clean-up only: the directory may not exist yet.
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Project names follow docker compose: lowercase letters, digits, `-` and `_`, starting
+/// with a letter or digit.
+pub fn validate_project(name: &str) -> Result<(), CdqError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(CdqError::usage(format!("project name `{name}` is not valid"))
+            .hint("use lowercase letters, digits, `-` and `_`, starting with a letter or digit (as docker compose does)"))
+    }
+}
+
+fn resolve(
+    deploy_dir: PathBuf,
+    config_path: PathBuf,
+    config_found: bool,
+    f: FileSettings,
+    o: &Overrides,
+) -> anyhow::Result<Settings> {
+    let in_file = |key: &str| format!("`{}`: `{key}`", config_path.display());
+
+    let project = o
+        .project
+        .clone()
+        .or(f.project)
+        .unwrap_or_else(|| DEFAULT_PROJECT.to_string());
+    validate_project(&project)?;
+
+    let data_dir = match (&o.data_dir, &f.data_dir) {
+        (Some(d), _) => absolute(&std::env::current_dir().unwrap_or_default(), d),
+        (None, Some(d)) => absolute(&deploy_dir, d),
+        (None, None) => deploy_dir.join("data"),
+    };
+
+    let images_text = o
+        .images
+        .clone()
+        .or(f.images)
+        .unwrap_or_else(|| "official".into());
+    let images = ImageSet::parse(&images_text).map_err(|m| {
+        CdqError::usage(format!("image set: {m}"))
+            .hint("write `official`, `local` or your mirror's prefix")
+    })?;
+
+    let services = match f.services {
+        None => Service::ALL.into_iter().collect::<BTreeSet<_>>(),
+        Some(list) => {
+            let names: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
+            let mut set = BTreeSet::new();
+            for name in &list {
+                let s = Service::from_name(name).ok_or_else(|| {
+                    let e = CdqError::usage(format!(
+                        "{}: unknown service `{name}`",
+                        in_file("services")
+                    ));
+                    match closest(name, &names) {
+                        Some(c) => e.hint(format!(
+                            "did you mean `{c}`? services: {}",
+                            names.join(", ")
+                        )),
+                        None => e.hint(format!("services: {}", names.join(", "))),
+                    }
+                })?;
+                set.insert(s);
+            }
+            set
+        }
+    };
+    for s in &services {
+        for d in s.depends_on() {
+            if !services.contains(d) {
+                return Err(CdqError::usage(format!(
+                    "{}: `{s}` needs `{d}`, which is not in the list",
+                    in_file("services")
+                ))
+                .hint(format!("add `{d}` to `services`, or remove `{s}`"))
+                .into());
+            }
+        }
+    }
+
+    let versions = f.versions.unwrap_or_default().into_map();
+    for (s, v) in &versions {
+        if v.is_empty() || v.contains(['/', ':', ' ', '@']) {
+            return Err(CdqError::usage(format!(
+                "{}: `{v}` is not an image tag",
+                in_file(&format!("versions.{s}"))
+            ))
+            .hint("write only the tag, like `8.0.36`; use `images` for a registry prefix")
+            .into());
+        }
+    }
+
+    let p = f.ports.unwrap_or_default();
+    let ports = Ports {
+        server: p.server.unwrap_or(8080),
+        ucenter: p.ucenter.unwrap_or(8081),
+        grafana: p.grafana.unwrap_or(3000),
+        kafka: p.kafka.unwrap_or(9094),
+        prometheus: p.prometheus,
+    };
+    let mut seen = BTreeMap::new();
+    for (name, port) in [
+        ("server", Some(ports.server)),
+        ("ucenter", Some(ports.ucenter)),
+        ("grafana", Some(ports.grafana)),
+        ("kafka", Some(ports.kafka)),
+        ("prometheus", ports.prometheus),
+    ] {
+        let Some(port) = port else { continue };
+        if port == 0 {
+            return Err(CdqError::usage(format!(
+                "{}: port 0 cannot be published",
+                in_file(&format!("ports.{name}"))
+            ))
+            .into());
+        }
+        if let Some(other) = seen.insert(port, name) {
+            return Err(CdqError::usage(format!(
+                "{}: port {port} is also given to `{other}`",
+                in_file(&format!("ports.{name}"))
+            ))
+            .hint("give every published service its own port")
+            .into());
+        }
+    }
+
+    let h = f.heap.unwrap_or_default();
+    let mut heap_mb = BTreeMap::new();
+    for (s, v) in [
+        (Service::Elasticsearch, h.elasticsearch),
+        (Service::Kafka, h.kafka),
+        (Service::Server, h.server),
+        (Service::Ucenter, h.ucenter),
+    ] {
+        let mb = v.map(|m| m.0).or(s.default_heap_mb()).unwrap_or(512);
+        heap_mb.insert(s, mb);
+    }
+
+    let deadlines = f
+        .deadlines
+        .unwrap_or_default()
+        .into_map()
+        .into_iter()
+        .map(|(s, d)| (s, d.0))
+        .collect();
+
+    let host_ip = o.host_ip.or(f.host_ip.and_then(Auto::value));
+    let arch = o.arch.or(f.arch.and_then(Auto::value));
+
+    if let Some(tz) = &f.timezone {
+        if tz.is_empty() || tz.contains(char::is_whitespace) || tz.starts_with('/') {
+            return Err(CdqError::usage(format!(
+                "{}: `{tz}` is not a timezone name",
+                in_file("timezone")
+            ))
+            .hint("write an IANA name like `Asia/Shanghai`")
+            .into());
+        }
+    }
+
+    Ok(Settings {
+        deploy_dir,
+        config_path,
+        config_found,
+        project,
+        data_dir,
+        host_ip,
+        arch,
+        images,
+        timezone: f.timezone,
+        services,
+        versions,
+        ports,
+        heap_mb,
+        deadlines,
+        templates: o.templates.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileSettings, CdqError> {
+        parse_file(Path::new("/d/cdq.yaml"), text)
+    }
+
+    fn load_text(text: &str) -> anyhow::Result<Settings> {
+        let f = parse(text)?;
+        resolve(
+            PathBuf::from("/d"),
+            PathBuf::from("/d/cdq.yaml"),
+            true,
+            f,
+            &Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let s = load_text("").unwrap();
+        assert_eq!(s.project, "cdq");
+        assert_eq!(s.data_dir, PathBuf::from("/d/data"));
+        assert_eq!(s.images, ImageSet::Official);
+        assert_eq!(s.services.len(), 9);
+        assert_eq!(s.ports.server, 8080);
+        assert_eq!(s.heap_mb[&Service::Elasticsearch], 1024);
+        assert_eq!(s.deadline(Service::Server), Duration::from_secs(300));
+        assert_eq!(s.host_ip, None);
+        assert_eq!(s.arch, None);
+    }
+
+    #[test]
+    fn misspelt_key_names_line_and_right_spelling() {
+        let e = parse("project: demo\nprots:\n  server: 80\n").unwrap_err();
+        assert_eq!(e.message, "`/d/cdq.yaml` line 2: unknown key `prots`");
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean `ports`?"),
+            "{:?}",
+            e.hint
+        );
+    }
+
+    #[test]
+    fn misspelt_nested_key() {
+        let e = parse("heap:\n  elasticserch: 2g\n").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("`/d/cdq.yaml` line 2: unknown key `elasticserch`"),
+            "{}",
+            e.message
+        );
+        assert!(e.hint.unwrap().starts_with("did you mean `elasticsearch`?"));
+    }
+
+    #[test]
+    fn bad_ip_is_rejected_with_its_line() {
+        let e = parse("project: x\nhost_ip: 10.1.2\n").unwrap_err();
+        assert!(
+            e.message.starts_with("`/d/cdq.yaml` line 2:"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("`10.1.2` is not an IP address"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn bad_arch_names_both_valid_ones() {
+        let e = parse("arch: sparc\n").unwrap_err();
+        assert!(e.message.contains("`amd64`, `arm64`"), "{}", e.message);
+    }
+
+    #[test]
+    fn wrong_type_is_rejected() {
+        let e = parse("ports:\n  server: eighty\n").unwrap_err();
+        assert!(e.message.contains("line 2"), "{}", e.message);
+        assert!(e.message.contains("invalid"), "{}", e.message);
+    }
+
+    #[test]
+    fn values_parse() {
+        let s = load_text(
+            "project: poc-1\nhost_ip: 10.1.2.3\narch: aarch64\nimages: harbor.local:5000/cd/\nheap:\n  kafka: 2g\ndeadlines:\n  server: 10m\nversions:\n  mysql: 8.0.40\n",
+        )
+        .unwrap();
+        assert_eq!(s.project, "poc-1");
+        assert_eq!(s.host_ip, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(s.arch, Some(Arch::Arm64));
+        assert_eq!(s.images, ImageSet::Registry("harbor.local:5000/cd".into()));
+        assert_eq!(s.heap_mb[&Service::Kafka], 2048);
+        assert_eq!(s.deadline(Service::Server), Duration::from_secs(600));
+        assert_eq!(s.versions[&Service::Mysql], "8.0.40");
+    }
+
+    #[test]
+    fn services_must_include_dependencies() {
+        let e = load_text("services: [server, redis]\n").unwrap_err();
+        assert!(e.to_string().contains("`server` needs `mysql`"), "{e}");
+        let e = load_text("services: [mysql, redsi]\n").unwrap_err();
+        let c = e.downcast_ref::<CdqError>().unwrap();
+        assert!(
+            c.hint
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean `redis`?")
+        );
+    }
+
+    #[test]
+    fn duplicate_ports_rejected() {
+        let e = load_text("ports:\n  grafana: 8080\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("port 8080 is also given to `server`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("90").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(MiB::parse("2g").unwrap(), MiB(2048));
+        assert!(MiB::parse("2").is_err());
+        assert!(MiB::parse("0m").is_err());
+    }
+
+    #[test]
+    fn project_names() {
+        assert!(validate_project("cd-poc_1").is_ok());
+        assert!(validate_project("CD").is_err());
+        assert!(validate_project("-x").is_err());
+        assert!(validate_project("").is_err());
+    }
+
+    #[test]
+    fn overrides_beat_the_file() {
+        let f = parse("project: fromfile\nimages: official\n").unwrap();
+        let o = Overrides {
+            project: Some("fromflag".into()),
+            images: Some("local".into()),
+            ..Default::default()
+        };
+        let s = resolve(
+            PathBuf::from("/d"),
+            PathBuf::from("/d/cdq.yaml"),
+            true,
+            f,
+            &o,
+        )
+        .unwrap();
+        assert_eq!(s.project, "fromflag");
+        assert_eq!(s.images, ImageSet::Local);
+    }
+}
