@@ -125,16 +125,32 @@ pub struct Rendered {
     pub compose_path: PathBuf,
 }
 
-/// Renders the deploy kit in memory. Creates the secrets file if it does not exist yet
-/// (the passwords must be stable before anything uses them).
-pub fn render_kit(ctx: &Ctx, target: &Target) -> anyhow::Result<(Rendered, secrets::Outcome)> {
+/// Where a render's passwords come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsMode {
+    /// Load the secrets file, creating it if absent (the passwords must be stable before
+    /// anything uses them).
+    Ensure,
+    /// Write nothing: use the existing file, or placeholders when there is none (for
+    /// preflight and `--dry-run`, which must not create anything).
+    ReadOnly,
+}
+
+/// Renders the deploy kit in memory.
+pub fn render_kit(ctx: &Ctx, target: &Target, mode: SecretsMode) -> anyhow::Result<(Rendered, secrets::Outcome)> {
     let s = &ctx.settings;
     let arch = match target.arch {
         Some(a) => arch_of(a),
         None => resolve_arch(s)?,
     };
     let ip = resolve_ip(ctx, target.ip)?;
-    let (secrets, outcome) = secrets::ensure(&s.deploy_dir)?;
+    let (secrets, outcome) = match mode {
+        SecretsMode::Ensure => secrets::ensure(&s.deploy_dir)?,
+        SecretsMode::ReadOnly => match secrets::load_existing(&s.deploy_dir)? {
+            Some(x) => (x, secrets::Outcome::Kept),
+            None => (secrets::Secrets::placeholders(), secrets::Outcome::Kept),
+        },
+    };
     let catalog = Catalog::load(&ctx.assets, arch, &s.images, &s.versions)?;
     let tz = s.timezone.clone().unwrap_or_else(crate::host::timezone);
     let files = render::render(&render::Input {
@@ -168,7 +184,7 @@ pub fn write_kit(ctx: &Ctx, r: &Rendered) -> anyhow::Result<Vec<(PathBuf, Change
 }
 
 fn render_cmd(ctx: &Ctx, target: &Target, json: bool) -> anyhow::Result<i32> {
-    let (r, outcome) = render_kit(ctx, target)?;
+    let (r, outcome) = render_kit(ctx, target, SecretsMode::Ensure)?;
     let report = write_kit(ctx, &r)?;
     let ui = &ctx.ui;
     if let Some(old) = r.ip.changed_from {

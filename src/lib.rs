@@ -7,6 +7,7 @@ pub mod assets;
 pub mod catalog;
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod error;
 pub mod host;
 pub mod hostip;

@@ -52,6 +52,12 @@ impl Secrets {
         self.0.values().map(String::as_str)
     }
 
+    /// Stand-in values for renders that must not create the secrets file (preflight,
+    /// `--dry-run`); never written to disk.
+    pub fn placeholders() -> Secrets {
+        Secrets(KEYS.iter().map(|(k, _)| (k.to_string(), "<generated-on-first-render>".to_string())).collect())
+    }
+
     /// Fixed secrets for tests and snapshots.
     pub fn fixed() -> Secrets {
         Secrets(

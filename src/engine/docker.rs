@@ -1,0 +1,2 @@
+//! The Docker implementation of [`Engine`](super::Engine), on bollard. The only file that
+//! imports bollard.
