@@ -61,11 +61,39 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Render { target, json } => render_cmd(&ctx, &target, json),
         Command::Images { json, .. } => images_cmd(&ctx, json),
-        Command::Up { .. } => not_built("up"),
-        Command::Down { .. } => not_built("down"),
-        Command::Status { .. } => not_built("status"),
-        Command::Logs { .. } => not_built("logs"),
-        Command::Preflight { .. } => not_built("preflight"),
+        Command::Up {
+            target,
+            dry_run,
+            skip_preflight,
+            progress,
+            compose,
+        } => crate::stack::up(
+            &ctx,
+            crate::stack::UpArgs {
+                target,
+                dry_run,
+                skip_preflight,
+                progress,
+                compose,
+            },
+        ),
+        Command::Down {
+            purge,
+            timeout,
+            compose,
+        } => crate::stack::down(&ctx, purge, timeout, compose),
+        Command::Status { json, compose } => crate::stack::status(&ctx, json, compose),
+        Command::Logs {
+            services,
+            follow,
+            tail,
+            since,
+        } => crate::stack::logs(&ctx, services, follow, tail, since),
+        Command::Preflight {
+            target,
+            json,
+            strict,
+        } => crate::preflight::preflight_cmd(&ctx, &target, json, strict),
     }
 }
 
@@ -137,7 +165,11 @@ pub enum SecretsMode {
 }
 
 /// Renders the deploy kit in memory.
-pub fn render_kit(ctx: &Ctx, target: &Target, mode: SecretsMode) -> anyhow::Result<(Rendered, secrets::Outcome)> {
+pub fn render_kit(
+    ctx: &Ctx,
+    target: &Target,
+    mode: SecretsMode,
+) -> anyhow::Result<(Rendered, secrets::Outcome)> {
     let s = &ctx.settings;
     let arch = match target.arch {
         Some(a) => arch_of(a),
@@ -186,6 +218,32 @@ pub fn write_kit(ctx: &Ctx, r: &Rendered) -> anyhow::Result<Vec<(PathBuf, Change
 fn render_cmd(ctx: &Ctx, target: &Target, json: bool) -> anyhow::Result<i32> {
     let (r, outcome) = render_kit(ctx, target, SecretsMode::Ensure)?;
     let report = write_kit(ctx, &r)?;
+    if json {
+        let files: Vec<serde_json::Value> = report
+            .iter()
+            .map(|(p, c)| {
+                serde_json::json!({"path": p, "change": match c { Change::Created => "created", Change::Changed => "changed", Change::Unchanged => "unchanged" }})
+            })
+            .collect();
+        ctx.ui.out(serde_json::to_string_pretty(&serde_json::json!({
+            "arch": r.arch.name(),
+            "host_ip": r.ip.ip.to_string(),
+            "compose_file": r.compose_path,
+            "files": files,
+        }))?);
+    } else {
+        report_render(ctx, &r, &outcome, &report);
+    }
+    Ok(0)
+}
+
+/// Tells the user what a render did: the IP and where it came from, secrets, changed files.
+pub fn report_render(
+    ctx: &Ctx,
+    r: &Rendered,
+    outcome: &secrets::Outcome,
+    report: &[(PathBuf, Change)],
+) {
     let ui = &ctx.ui;
     if let Some(old) = r.ip.changed_from {
         ui.warn(format!(
@@ -194,7 +252,7 @@ fn render_cmd(ctx: &Ctx, target: &Target, json: bool) -> anyhow::Result<i32> {
             r.ip.source.describe()
         ));
     }
-    match &outcome {
+    match outcome {
         secrets::Outcome::Created => ui.info(format!(
             "generated passwords in {} (mode 0600; back it up with the data)",
             secrets::FILE
@@ -204,29 +262,13 @@ fn render_cmd(ctx: &Ctx, target: &Target, json: bool) -> anyhow::Result<i32> {
         }
         secrets::Outcome::Kept => {}
     }
-    if json {
-        let files: Vec<serde_json::Value> = report
-            .iter()
-            .map(|(p, c)| {
-                serde_json::json!({"path": p, "change": match c { Change::Created => "created", Change::Changed => "changed", Change::Unchanged => "unchanged" }})
-            })
-            .collect();
-        ui.out(serde_json::to_string_pretty(&serde_json::json!({
-            "arch": r.arch.name(),
-            "host_ip": r.ip.ip.to_string(),
-            "compose_file": r.compose_path,
-            "files": files,
-        }))?);
-    } else {
-        ui.info(format!(
-            "rendered for {}, host IP {} ({})",
-            r.arch,
-            r.ip.ip,
-            r.ip.source.describe()
-        ));
-        ui.render_report(&ctx.settings.deploy_dir, &report);
-    }
-    Ok(0)
+    ui.info(format!(
+        "rendered for {}, host IP {} ({})",
+        r.arch,
+        r.ip.ip,
+        r.ip.source.describe()
+    ));
+    ui.render_report(&ctx.settings.deploy_dir, report);
 }
 
 fn images_cmd(ctx: &Ctx, json: bool) -> anyhow::Result<i32> {

@@ -96,3 +96,204 @@ impl Ui {
 pub fn error(err: &anyhow::Error) {
     eprintln!("{}", crate::error::format(err));
 }
+
+// ---- progress --------------------------------------------------------------------------
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::execute::{Failure, Phase, Progress, Reason};
+
+fn phase_text(p: &Phase) -> String {
+    match p {
+        Phase::Waiting { on } => format!("waiting for {}", on.join(", ")),
+        Phase::Removing => "removing the old container".into(),
+        Phase::Creating => "creating".into(),
+        Phase::Starting => "starting".into(),
+        Phase::Checking => "started, waiting for healthy".into(),
+        Phase::Unhealthy { probe } if probe.is_empty() => "unhealthy (still waiting)".into(),
+        Phase::Unhealthy { probe } => format!("unhealthy (still waiting): {}", first_line(probe)),
+        Phase::Healthy { elapsed } => format!("healthy after {:.1}s", elapsed.as_secs_f64()),
+        Phase::Running => "running (no healthcheck)".into(),
+        Phase::Kept => "up to date".into(),
+        Phase::Failed { why } => format!("FAILED: {why}"),
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+}
+
+/// One live line per service (indicatif), for terminals.
+pub struct TtyProgress {
+    multi: indicatif::MultiProgress,
+    bars: BTreeMap<String, indicatif::ProgressBar>,
+}
+
+use std::collections::BTreeMap;
+
+impl TtyProgress {
+    pub fn new(services: &[String]) -> Self {
+        let multi =
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
+        let width = services.iter().map(String::len).max().unwrap_or(8);
+        let style = indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {{prefix:{width}}}  {{msg}}  {{elapsed}}"
+        ))
+        .expect("the template is valid");
+        let bars = services
+            .iter()
+            .map(|s| {
+                let b = multi.add(
+                    indicatif::ProgressBar::new_spinner()
+                        .with_style(style.clone())
+                        .with_prefix(s.clone()),
+                );
+                b.set_message("queued");
+                b.enable_steady_tick(Duration::from_millis(120));
+                (s.clone(), b)
+            })
+            .collect();
+        TtyProgress { multi, bars }
+    }
+}
+
+impl Progress for TtyProgress {
+    fn phase(&self, service: &str, phase: &Phase) {
+        if let Some(b) = self.bars.get(service) {
+            let text = phase_text(phase);
+            match phase {
+                Phase::Healthy { .. } | Phase::Running | Phase::Kept | Phase::Failed { .. } => {
+                    b.finish_with_message(text)
+                }
+                _ => b.set_message(text),
+            }
+        }
+    }
+}
+
+impl Drop for TtyProgress {
+    fn drop(&mut self) {
+        for b in self.bars.values() {
+            if !b.is_finished() {
+                b.abandon();
+            }
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+/// Timestamped lines, for logs and pipes.
+pub struct PlainProgress {
+    start: Instant,
+    last: Mutex<BTreeMap<String, String>>,
+}
+
+impl Default for PlainProgress {
+    fn default() -> Self {
+        PlainProgress {
+            start: Instant::now(),
+            last: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Progress for PlainProgress {
+    fn phase(&self, service: &str, phase: &Phase) {
+        let text = phase_text(phase);
+        let mut last = self.last.lock().expect("progress lock");
+        if last.get(service) == Some(&text) {
+            return;
+        }
+        last.insert(service.to_string(), text.clone());
+        eprintln!(
+            "[{:>7.2}s] {service}: {text}",
+            self.start.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// One JSON object per line on stdout, for machines.
+pub struct JsonProgress {
+    start: Instant,
+}
+
+impl Default for JsonProgress {
+    fn default() -> Self {
+        JsonProgress {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Progress for JsonProgress {
+    fn phase(&self, service: &str, phase: &Phase) {
+        let (kind, detail) = match phase {
+            Phase::Waiting { on } => ("waiting", serde_json::json!({ "on": on })),
+            Phase::Removing => ("removing", serde_json::json!({})),
+            Phase::Creating => ("creating", serde_json::json!({})),
+            Phase::Starting => ("starting", serde_json::json!({})),
+            Phase::Checking => ("checking", serde_json::json!({})),
+            Phase::Unhealthy { probe } => ("unhealthy", serde_json::json!({ "probe": probe })),
+            Phase::Healthy { elapsed } => (
+                "healthy",
+                serde_json::json!({ "seconds": elapsed.as_secs_f64() }),
+            ),
+            Phase::Running => ("running", serde_json::json!({})),
+            Phase::Kept => ("kept", serde_json::json!({})),
+            Phase::Failed { why } => ("failed", serde_json::json!({ "why": why })),
+        };
+        let line = serde_json::json!({
+            "t": (self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "service": service,
+            "phase": kind,
+            "detail": detail,
+        });
+        println!("{line}");
+    }
+}
+
+/// The failure report `cdq up` prints before its error line.
+pub fn failure_report(f: &Failure) -> String {
+    let mut out = String::new();
+    let what = match &f.reason {
+        Reason::Exited {
+            code: Some(c),
+            oom: true,
+        } => format!("exited with code {c} (killed: out of memory)"),
+        Reason::Exited { code: Some(c), .. } => format!("exited with code {c}"),
+        Reason::Exited { code: None, .. } => "exited".to_string(),
+        Reason::Timeout { after } => format!("was not healthy after {}s", after.as_secs()),
+        Reason::Blocked { dependency } => {
+            format!("was not started: `{dependency}` did not become healthy")
+        }
+        Reason::Engine { message } => message.clone(),
+    };
+    out.push_str(&format!("`{}` {what}\n", f.service));
+    if let Some(s) = f.state {
+        let health = f
+            .health
+            .map(|h| format!("{h:?}").to_lowercase())
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "  state: {}, health: {health}\n",
+            format!("{s:?}").to_lowercase()
+        ));
+    }
+    if let Some(p) = f.last_probe.as_deref().filter(|p| !p.trim().is_empty()) {
+        out.push_str("  last healthcheck output:\n");
+        for l in p.trim().lines().take(10) {
+            out.push_str(&format!("    {l}\n"));
+        }
+    }
+    if !f.logs.is_empty() {
+        out.push_str(&format!("  last {} log lines:\n", f.logs.len()));
+        for l in &f.logs {
+            out.push_str(&format!("    | {l}\n"));
+        }
+    }
+    out
+}

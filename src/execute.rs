@@ -1,0 +1,742 @@
+//! Executes a [`Plan`] through an [`Engine`]: each service starts the moment its own
+//! dependencies are healthy (not when a whole level is), waits are driven by the engine's
+//! event stream with inspect as the fallback, and every service has its own deadline.
+//!
+//! Healthy services stay up when another fails, so a re-run resumes from there. Ctrl-C stops
+//! the waiting and leaves containers as they are. Progress goes to a [`Progress`] sink; this
+//! module never prints.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{Mutex, broadcast, watch};
+use tokio::time::Instant;
+
+use crate::engine::{
+    self, Container, CreateSpec, Engine, EngineError, EventKind, Health, OneOff, RunState,
+};
+use crate::plan::{Action, Plan, container_name};
+use crate::project::{Condition, Project, ServiceSpec};
+
+/// What a service is doing, for progress output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Waiting {
+        on: Vec<String>,
+    },
+    Removing,
+    Creating,
+    Starting,
+    /// Started; health checks have not passed yet.
+    Checking,
+    Unhealthy {
+        probe: String,
+    },
+    Healthy {
+        elapsed: Duration,
+    },
+    /// Running with no healthcheck.
+    Running,
+    Kept,
+    Failed {
+        why: String,
+    },
+}
+
+pub trait Progress: Send + Sync {
+    fn phase(&self, service: &str, phase: &Phase);
+}
+
+/// Why a service did not become healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Exited { code: Option<i64>, oom: bool },
+    Timeout { after: Duration },
+    Blocked { dependency: String },
+    Engine { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub service: String,
+    pub reason: Reason,
+    pub state: Option<RunState>,
+    pub health: Option<Health>,
+    pub last_probe: Option<String>,
+    pub logs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed(Vec<Failure>),
+    Interrupted { waiting: Vec<String> },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Deadline per service, counted from its start.
+    pub deadlines: BTreeMap<String, Duration>,
+    pub default_deadline: Duration,
+    /// How often to inspect as a fallback to events.
+    pub poll: Duration,
+    pub log_lines: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            deadlines: BTreeMap::new(),
+            default_deadline: Duration::from_secs(120),
+            poll: Duration::from_secs(2),
+            log_lines: 30,
+        }
+    }
+}
+
+impl Options {
+    /// The service's deadline, never shorter than its healthcheck's own grace (start_period
+    /// plus two probes): a slow JVM must not be failed before Docker itself would.
+    pub fn deadline(&self, spec: &ServiceSpec) -> Duration {
+        let base = self
+            .deadlines
+            .get(&spec.name)
+            .copied()
+            .unwrap_or(self.default_deadline);
+        match &spec.healthcheck {
+            Some(h) => base.max(h.start_period + h.interval * 2 + h.timeout),
+            None => base,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ready {
+    Pending,
+    Started,
+    Healthy,
+    Failed,
+}
+
+/// The labels cdq puts on a service's container.
+pub fn container_labels(project: &str, spec: &ServiceSpec, hash: &str) -> BTreeMap<String, String> {
+    let mut l = spec.labels.clone();
+    for (k, v) in [
+        (engine::LABEL_PROJECT, project),
+        (engine::LABEL_SERVICE, spec.name.as_str()),
+        (engine::LABEL_CONFIG_HASH, hash),
+        (engine::COMPOSE_PROJECT, project),
+        (engine::COMPOSE_SERVICE, spec.name.as_str()),
+        (engine::COMPOSE_NUMBER, "1"),
+        (engine::COMPOSE_ONEOFF, "False"),
+    ] {
+        l.insert(k.to_string(), v.to_string());
+    }
+    l
+}
+
+pub fn network_labels(project: &str) -> BTreeMap<String, String> {
+    [
+        (engine::LABEL_PROJECT, project),
+        (engine::COMPOSE_PROJECT, project),
+        (engine::COMPOSE_NETWORK, "default"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+struct Shared<E> {
+    engine: Arc<E>,
+    project: Project,
+    hashes: BTreeMap<String, String>,
+    observed: BTreeMap<String, Container>,
+    opts: Options,
+    progress: Arc<dyn Progress>,
+    events: broadcast::Sender<engine::Event>,
+    ready: BTreeMap<String, watch::Sender<Ready>>,
+    /// The engine allocates published ports non-atomically: starts that publish are serial.
+    port_lock: Mutex<()>,
+    /// Data directories are prepared one at a time (they may share parents).
+    dir_lock: Mutex<()>,
+    cancel: watch::Receiver<bool>,
+}
+
+/// Runs the plan. `observed` is what `plan` was computed from (its health saves a wait).
+pub async fn execute<E: Engine>(
+    engine: Arc<E>,
+    project: &Project,
+    plan: &Plan,
+    hashes: &BTreeMap<String, String>,
+    observed: &[Container],
+    opts: Options,
+    progress: Arc<dyn Progress>,
+    cancel: watch::Receiver<bool>,
+) -> Result<Outcome, EngineError> {
+    // Subscribe before anything starts so no health event can be missed.
+    let (tx, _) = broadcast::channel(1024);
+    let mut stream = engine.events(&project.name);
+    let pump_tx = tx.clone();
+    let pump = tokio::spawn(async move {
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(ev) => {
+                    let _ = pump_tx.send(ev);
+                }
+                // The stream broke (daemon restarting?): waits fall back to inspect.
+                Err(_) => break,
+            }
+        }
+    });
+
+    for r in &plan.removals {
+        engine
+            .stop_container(&r.id, Duration::from_secs(10))
+            .await?;
+        engine.remove_container(&r.id).await?;
+    }
+    if plan.create_network {
+        engine
+            .ensure_network(&plan.network, &network_labels(&project.name))
+            .await?;
+    }
+
+    let ready: BTreeMap<String, watch::Sender<Ready>> = plan
+        .steps
+        .iter()
+        .map(|s| (s.service.clone(), watch::channel(Ready::Pending).0))
+        .collect();
+    let shared = Arc::new(Shared {
+        engine,
+        project: project.clone(),
+        hashes: hashes.clone(),
+        observed: observed.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+        opts,
+        progress,
+        events: tx,
+        ready,
+        port_lock: Mutex::new(()),
+        dir_lock: Mutex::new(()),
+        cancel: cancel.clone(),
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for step in plan.steps.clone() {
+        let sh = shared.clone();
+        tasks.spawn(async move {
+            let name = step.service.clone();
+            let r = run_service(&sh, &step.service, &step.action, &step.after).await;
+            let state = match &r {
+                Ok(Some(Ready::Healthy)) => Ready::Healthy,
+                Ok(Some(Ready::Started)) => Ready::Started,
+                _ => Ready::Failed,
+            };
+            sh.ready[&name].send_replace(state);
+            (name, r)
+        });
+    }
+    let mut failures = Vec::new();
+    let mut interrupted = Vec::new();
+    let mut engine_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let (name, r) = joined.expect("service tasks do not panic");
+        match r {
+            Ok(Some(_)) => {}
+            Ok(None) => interrupted.push(name),
+            Err(Step::Failed(f)) => failures.push(*f),
+            Err(Step::Engine(e)) => {
+                if engine_error.is_none() {
+                    engine_error = Some(e);
+                }
+            }
+        }
+    }
+    pump.abort();
+    if let Some(e) = engine_error {
+        return Err(e);
+    }
+    if *cancel.borrow() {
+        interrupted.sort();
+        return Ok(Outcome::Interrupted {
+            waiting: interrupted,
+        });
+    }
+    if failures.is_empty() {
+        Ok(Outcome::Done)
+    } else {
+        // Root causes first: a service blocked by another's failure is listed after it.
+        failures.sort_by_key(|f| {
+            (
+                matches!(f.reason, Reason::Blocked { .. }),
+                f.service.clone(),
+            )
+        });
+        Ok(Outcome::Failed(failures))
+    }
+}
+
+enum Step {
+    Failed(Box<Failure>),
+    Engine(EngineError),
+}
+
+impl From<EngineError> for Step {
+    fn from(e: EngineError) -> Self {
+        Step::Engine(e)
+    }
+}
+
+fn blocked(service: &str, dependency: &str) -> Step {
+    Step::Failed(Box::new(Failure {
+        service: service.to_string(),
+        reason: Reason::Blocked {
+            dependency: dependency.to_string(),
+        },
+        state: None,
+        health: None,
+        last_probe: None,
+        logs: vec![],
+    }))
+}
+
+/// Ok(Some(ready)) when done, Ok(None) when interrupted.
+async fn run_service<E: Engine>(
+    sh: &Shared<E>,
+    name: &str,
+    action: &Action,
+    after: &[String],
+) -> Result<Option<Ready>, Step> {
+    let spec = &sh.project.services[name];
+    if !after.is_empty() {
+        sh.progress
+            .phase(name, &Phase::Waiting { on: after.to_vec() });
+    }
+    let mut cancel = sh.cancel.clone();
+    for dep in after {
+        let want = spec
+            .depends_on
+            .get(dep)
+            .copied()
+            .unwrap_or(Condition::ServiceStarted);
+        let mut rx = sh.ready[dep].subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match (state, want) {
+                (Ready::Failed, _) => {
+                    sh.progress.phase(
+                        name,
+                        &Phase::Failed {
+                            why: format!("`{dep}` did not become healthy"),
+                        },
+                    );
+                    return Err(blocked(name, dep));
+                }
+                (Ready::Healthy, _) | (Ready::Started, Condition::ServiceStarted) => break,
+                _ => {}
+            }
+            tokio::select! {
+                r = rx.changed() => { if r.is_err() { return Err(blocked(name, dep)); } }
+                _ = cancel.changed() => { if *cancel.borrow() { return Ok(None); } }
+            }
+            if *cancel.borrow() {
+                return Ok(None);
+            }
+        }
+    }
+
+    let engine = &sh.engine;
+    let hash = sh.hashes.get(name).cloned().unwrap_or_default();
+    // Subscribe before starting so the start's health events are seen.
+    let events = sh.events.subscribe();
+    let id = match action {
+        Action::Keep { id } => {
+            if let Some(c) = sh.observed.get(id) {
+                match (&spec.healthcheck, c.health) {
+                    (_, Some(Health::Healthy)) => {
+                        sh.progress.phase(name, &Phase::Kept);
+                        return Ok(Some(Ready::Healthy));
+                    }
+                    (None, _) => {
+                        sh.progress.phase(name, &Phase::Kept);
+                        return Ok(Some(Ready::Started));
+                    }
+                    _ => {}
+                }
+            }
+            id.clone()
+        }
+        Action::Start { id } => {
+            start(sh, name, spec, id).await?;
+            id.clone()
+        }
+        Action::Create => create_and_start(sh, name, spec, &hash).await?,
+        Action::Recreate { id, .. } => {
+            sh.progress.phase(name, &Phase::Removing);
+            let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
+            engine.stop_container(id, grace).await?;
+            engine.remove_container(id).await?;
+            create_and_start(sh, name, spec, &hash).await?
+        }
+    };
+    wait_ready(sh, name, spec, &id, events).await
+}
+
+async fn create_and_start<E: Engine>(
+    sh: &Shared<E>,
+    name: &str,
+    spec: &ServiceSpec,
+    hash: &str,
+) -> Result<String, Step> {
+    sh.progress.phase(name, &Phase::Creating);
+    if let Err(why) = prepare_binds(sh, spec).await {
+        sh.progress.phase(name, &Phase::Failed { why: why.clone() });
+        return Err(Step::Failed(Box::new(Failure {
+            service: name.to_string(),
+            reason: Reason::Engine { message: why },
+            state: None,
+            health: None,
+            last_probe: None,
+            logs: vec![],
+        })));
+    }
+    let create = CreateSpec {
+        name: container_name(&sh.project.name, name),
+        service: spec,
+        labels: container_labels(&sh.project.name, spec, hash),
+        network: sh.project.network(),
+        aliases: vec![name.to_string()],
+    };
+    let id = match sh.engine.create_container(&create).await {
+        Ok(id) => id,
+        Err(EngineError::NotFound(img)) => {
+            let why = format!("image `{img}` is not on this host");
+            sh.progress.phase(name, &Phase::Failed { why: why.clone() });
+            return Err(Step::Failed(Box::new(Failure {
+                service: name.to_string(),
+                reason: Reason::Engine { message: why },
+                state: None,
+                health: None,
+                last_probe: None,
+                logs: vec![],
+            })));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    start(sh, name, spec, &id).await?;
+    Ok(id)
+}
+
+async fn start<E: Engine>(
+    sh: &Shared<E>,
+    name: &str,
+    spec: &ServiceSpec,
+    id: &str,
+) -> Result<(), Step> {
+    sh.progress.phase(name, &Phase::Starting);
+    let r = if spec.ports.is_empty() {
+        sh.engine.start_container(id).await
+    } else {
+        let _guard = sh.port_lock.lock().await;
+        sh.engine.start_container(id).await
+    };
+    match r {
+        Ok(()) => Ok(()),
+        // A port already taken is the user's to fix, not an engine fault: report it per service.
+        Err(EngineError::Api { message, .. }) => {
+            sh.progress.phase(
+                name,
+                &Phase::Failed {
+                    why: message.clone(),
+                },
+            );
+            Err(Step::Failed(Box::new(Failure {
+                service: name.to_string(),
+                reason: Reason::Engine { message },
+                state: Some(RunState::Created),
+                health: None,
+                last_probe: None,
+                logs: vec![],
+            })))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates missing bind-mount sources for read-write mounts (data directories), owned by the
+/// user the image runs as, read from the image's config.
+async fn prepare_binds<E: Engine>(sh: &Shared<E>, spec: &ServiceSpec) -> Result<(), String> {
+    let _guard = sh.dir_lock.lock().await;
+    for b in &spec.binds {
+        if b.read_only {
+            if !b.source.exists() {
+                return Err(format!(
+                    "mount source `{}` does not exist (run `cdq render`)",
+                    b.source.display()
+                ));
+            }
+            continue;
+        }
+        if b.source.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(&b.source)
+            .map_err(|e| format!("cannot create data directory `{}`: {e}", b.source.display()))?;
+        let owner = image_owner(sh, &spec.image).await?;
+        if let Some((uid, gid)) = owner {
+            hand_over(sh, &spec.image, &b.source, uid, gid).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The (uid, gid) the image runs as; None for root (its entrypoint drops privileges itself).
+async fn image_owner<E: Engine>(sh: &Shared<E>, image: &str) -> Result<Option<(u32, u32)>, String> {
+    let info = sh
+        .engine
+        .image(image)
+        .await
+        .map_err(|e| format!("inspecting image `{image}`: {e}"))?
+        .ok_or_else(|| format!("image `{image}` is not on this host"))?;
+    let user = info.user.trim();
+    if user.is_empty()
+        || user == "root"
+        || user == "0"
+        || user.starts_with("0:")
+        || user.starts_with("root:")
+    {
+        return Ok(None);
+    }
+    let (u, g) = user
+        .split_once(':')
+        .map_or((user, None), |(u, g)| (u, Some(g)));
+    if let Ok(uid) = u.parse::<u32>() {
+        let gid = g.and_then(|g| g.parse().ok()).unwrap_or(uid);
+        return Ok(Some((uid, gid)));
+    }
+    // A user name: ask the image itself what it maps to.
+    let (code, out) = sh
+        .engine
+        .run_oneoff(&OneOff {
+            image: image.to_string(),
+            user: user.to_string(),
+            entrypoint: vec!["sh".into(), "-c".into(), "id -u; id -g".into()],
+            binds: vec![],
+            labels: oneoff_labels(&sh.project.name),
+        })
+        .await
+        .map_err(|e| format!("resolving user `{user}` of `{image}`: {e}"))?;
+    let nums: Vec<u32> = out
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match (code, nums.as_slice()) {
+        (0, [uid, gid, ..]) => Ok(Some((*uid, *gid))),
+        _ => Err(format!(
+            "cannot resolve user `{user}` of image `{image}`: {}",
+            out.trim()
+        )),
+    }
+}
+
+fn oneoff_labels(project: &str) -> BTreeMap<String, String> {
+    [
+        (engine::LABEL_PROJECT, project),
+        (engine::COMPOSE_ONEOFF, "True"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn hand_over<E: Engine>(
+    sh: &Shared<E>,
+    image: &str,
+    dir: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<(), String> {
+    if crate::host::is_root() {
+        return std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot hand `{}` to uid {uid}: {e}", dir.display()));
+    }
+    // Without root, the image's own root user does it (the engine runs as root).
+    let (code, out) = sh
+        .engine
+        .run_oneoff(&OneOff {
+            image: image.to_string(),
+            user: "0".into(),
+            entrypoint: vec!["chown".into(), format!("{uid}:{gid}"), "/cdq-target".into()],
+            binds: vec![format!("{}:/cdq-target", dir.display())],
+            labels: oneoff_labels(&sh.project.name),
+        })
+        .await
+        .map_err(|e| format!("handing `{}` to uid {uid}: {e}", dir.display()))?;
+    if code != 0 {
+        return Err(format!(
+            "cannot hand `{}` to uid {uid}: {}",
+            dir.display(),
+            out.trim()
+        ));
+    }
+    Ok(())
+}
+
+/// Waits for the container to be healthy (or running, without a healthcheck), failing at
+/// once if it exits and at its deadline otherwise.
+async fn wait_ready<E: Engine>(
+    sh: &Shared<E>,
+    name: &str,
+    spec: &ServiceSpec,
+    id: &str,
+    mut events: broadcast::Receiver<engine::Event>,
+) -> Result<Option<Ready>, Step> {
+    let started = Instant::now();
+    let deadline = started + sh.opts.deadline(spec);
+    let has_check = spec
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.test.first().map(String::as_str) != Some("NONE"));
+    let mut cancel = sh.cancel.clone();
+    let mut oom = false;
+    let mut last_unhealthy_probe: Option<String> = None;
+    let mut poll = tokio::time::interval(sh.opts.poll);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if has_check {
+        sh.progress.phase(name, &Phase::Checking);
+    }
+    loop {
+        // `None` means: look at the container now.
+        let look = tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) if ev.container_id == id => match ev.kind {
+                    EventKind::Health(Health::Healthy) if has_check => return healthy(sh, name, started),
+                    EventKind::Start if !has_check => return running(sh, name),
+                    EventKind::Oom => { oom = true; false }
+                    EventKind::Die { .. } | EventKind::Destroy | EventKind::Health(_) => true,
+                    _ => false,
+                },
+                Ok(_) => false,
+                // Lagged or closed: the fallback inspect covers what was missed.
+                Err(broadcast::error::RecvError::Lagged(_)) => true,
+                Err(broadcast::error::RecvError::Closed) => { tokio::time::sleep(sh.opts.poll).await; true }
+            },
+            _ = poll.tick() => true,
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(fail(sh, name, id, Reason::Timeout { after: deadline - started }).await);
+            }
+            _ = cancel.changed() => {
+                if *cancel.borrow() { return Ok(None); }
+                false
+            }
+        };
+        if !look {
+            continue;
+        }
+        let c = match sh.engine.inspect_container(id).await {
+            Ok(c) => c,
+            Err(EngineError::NotFound(_)) => {
+                return Err(fail(
+                    sh,
+                    name,
+                    id,
+                    Reason::Engine {
+                        message: "the container was removed while cdq waited for it".into(),
+                    },
+                )
+                .await);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match (c.state, c.health) {
+            (RunState::Exited | RunState::Dead, _) => {
+                return Err(fail(
+                    sh,
+                    name,
+                    id,
+                    Reason::Exited {
+                        code: c.exit_code,
+                        oom: oom || c.oom_killed,
+                    },
+                )
+                .await);
+            }
+            (RunState::Running, Some(Health::Healthy)) if has_check => {
+                return healthy(sh, name, started);
+            }
+            (RunState::Running, _) if !has_check => return running(sh, name),
+            (_, Some(Health::Unhealthy)) => {
+                let probe = c.last_probe.clone().unwrap_or_default();
+                if last_unhealthy_probe.as_ref() != Some(&probe) {
+                    sh.progress.phase(
+                        name,
+                        &Phase::Unhealthy {
+                            probe: probe.clone(),
+                        },
+                    );
+                    last_unhealthy_probe = Some(probe);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn healthy<E: Engine>(sh: &Shared<E>, name: &str, started: Instant) -> Result<Option<Ready>, Step> {
+    sh.progress.phase(
+        name,
+        &Phase::Healthy {
+            elapsed: started.elapsed(),
+        },
+    );
+    Ok(Some(Ready::Healthy))
+}
+
+fn running<E: Engine>(sh: &Shared<E>, name: &str) -> Result<Option<Ready>, Step> {
+    sh.progress.phase(name, &Phase::Running);
+    Ok(Some(Ready::Started))
+}
+
+async fn fail<E: Engine>(sh: &Shared<E>, name: &str, id: &str, reason: Reason) -> Step {
+    let c = sh.engine.inspect_container(id).await.ok();
+    let logs = sh
+        .engine
+        .logs(id, sh.opts.log_lines)
+        .await
+        .unwrap_or_default();
+    let why = match &reason {
+        Reason::Exited { code: Some(c), .. } => format!("exited with code {c}"),
+        Reason::Exited { code: None, .. } => "exited".to_string(),
+        Reason::Timeout { after } => format!("not healthy after {}s", after.as_secs()),
+        Reason::Blocked { dependency } => format!("`{dependency}` did not become healthy"),
+        Reason::Engine { message } => message.clone(),
+    };
+    sh.progress.phase(name, &Phase::Failed { why });
+    Step::Failed(Box::new(Failure {
+        service: name.to_string(),
+        reason,
+        state: c.as_ref().map(|c| c.state),
+        health: c.as_ref().and_then(|c| c.health),
+        last_probe: c.and_then(|c| c.last_probe),
+        logs,
+    }))
+}
+
+/// Data directories of a project: read-write bind sources (for `down --purge`).
+pub fn data_dirs(project: &Project) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = project
+        .services
+        .values()
+        .flat_map(|s| {
+            s.binds
+                .iter()
+                .filter(|b| !b.read_only)
+                .map(|b| b.source.clone())
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
