@@ -39,10 +39,27 @@ pub fn candidates(ifaces: &[(String, IpAddr)]) -> Vec<(String, Ipv4Addr)> {
                 && !ip.is_link_local()
                 && !ip.is_unspecified()
                 && !ip.is_multicast()
-                && !IGNORED_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !ignored(name)
         })
         .map(|(n, ip)| (n.clone(), ip))
         .collect()
+}
+
+/// Interfaces that are never the intranet address: loopback and container/VPN bridges.
+fn ignored(name: &str) -> bool {
+    IGNORED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The interface holding `ip`, and whether it is one cdq would never pick (loopback, a
+/// container bridge): kafka advertised there is unreachable from other machines. None when
+/// no interface holds it (an `--ip` for another machine, or a host that moved networks).
+pub fn interface_of(ip: IpAddr, ifaces: &[(String, IpAddr)]) -> Option<(String, bool)> {
+    ifaces.iter().find(|(_, a)| *a == ip).map(|(n, _)| {
+        (
+            n.clone(),
+            ignored(n) || ip.is_loopback() || matches!(ip, IpAddr::V4(v) if v.is_link_local()),
+        )
+    })
 }
 
 /// Every (interface, address) pair on the host.
@@ -243,6 +260,29 @@ mod tests {
             e.hint.as_deref(),
             Some("choose the one other machines reach this host on: `--ip 10.0.0.5`")
         );
+    }
+
+    #[test]
+    fn interface_of_finds_the_holder_and_flags_bridges() {
+        let list = ifs(&[
+            ("lo", "127.0.0.1"),
+            ("docker0", "172.17.0.1"),
+            ("eth0", "10.1.2.3"),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            interface_of(ip("10.1.2.3"), &list),
+            Some(("eth0".into(), false))
+        );
+        assert_eq!(
+            interface_of(ip("172.17.0.1"), &list),
+            Some(("docker0".into(), true))
+        );
+        assert_eq!(
+            interface_of(ip("127.0.0.1"), &list),
+            Some(("lo".into(), true))
+        );
+        assert_eq!(interface_of(ip("10.9.9.9"), &list), None);
     }
 
     #[test]
