@@ -16,7 +16,11 @@ use crate::yaml;
 #[serde(deny_unknown_fields)]
 pub struct Needs {
     pub vm_max_map_count: Option<u64>,
+    /// Open files the process needs; rendered as the container's `nofile` ulimit.
     pub nofile: Option<u64>,
+    /// Needs unlimited locked memory (Elasticsearch's `bootstrap.memory_lock`).
+    #[serde(default)]
+    pub memlock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

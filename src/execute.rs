@@ -122,8 +122,14 @@ enum Ready {
 }
 
 /// The labels cdq puts on a service's container.
-pub fn container_labels(project: &str, spec: &ServiceSpec, hash: &str) -> BTreeMap<String, String> {
+pub fn container_labels(
+    project: &Project,
+    spec: &ServiceSpec,
+    hash: &str,
+) -> BTreeMap<String, String> {
     let mut l = spec.labels.clone();
+    let dir = project.dir.display().to_string();
+    let project = project.name.as_str();
     for (k, v) in [
         (engine::LABEL_PROJECT, project),
         (engine::LABEL_SERVICE, spec.name.as_str()),
@@ -132,6 +138,8 @@ pub fn container_labels(project: &str, spec: &ServiceSpec, hash: &str) -> BTreeM
         (engine::COMPOSE_SERVICE, spec.name.as_str()),
         (engine::COMPOSE_NUMBER, "1"),
         (engine::COMPOSE_ONEOFF, "False"),
+        (engine::COMPOSE_CONFIG_HASH, hash),
+        (engine::COMPOSE_WORKING_DIR, dir.as_str()),
     ] {
         l.insert(k.to_string(), v.to_string());
     }
@@ -405,7 +413,7 @@ async fn create_and_start<E: Engine>(
     let create = CreateSpec {
         name: container_name(&sh.project.name, name),
         service: spec,
-        labels: container_labels(&sh.project.name, spec, hash),
+        labels: container_labels(&sh.project, spec, hash),
         network: sh.project.network(),
         aliases: vec![name.to_string()],
     };

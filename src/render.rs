@@ -66,6 +66,12 @@ fn context(i: &Input) -> serde_json::Value {
         .map(|x| (x.name(), i.catalog.image(*x)))
         .collect();
     let heap: BTreeMap<&str, u64> = s.heap_mb.iter().map(|(k, v)| (k.name(), *v)).collect();
+    let needs: BTreeMap<&str, &crate::catalog::Needs> = i
+        .catalog
+        .images
+        .iter()
+        .map(|(k, v)| (k.name(), &v.needs))
+        .collect();
     json!({
         "cdq_version": env!("CARGO_PKG_VERSION"),
         "project": s.project,
@@ -76,6 +82,7 @@ fn context(i: &Input) -> serde_json::Value {
         "services": services,
         "images": images,
         "heap": heap,
+        "needs": needs,
         "ports": {
             "server": s.ports.server,
             "ucenter": s.ports.ucenter,

@@ -28,6 +28,9 @@ pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 pub const COMPOSE_NUMBER: &str = "com.docker.compose.container-number";
 pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
 pub const COMPOSE_NETWORK: &str = "com.docker.compose.network";
+/// Compose lists only containers that carry a config hash; cdq writes its own hash here too.
+pub const COMPOSE_CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub const COMPOSE_WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 
 /// The oldest Docker Engine API cdq speaks (Docker 18.09); newer engines are negotiated down
 /// to what both sides support.
@@ -36,7 +39,11 @@ pub const MIN_API_VERSION: &str = "1.39";
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot reach the Docker daemon at `{socket}`")]
-    Unreachable { socket: String, #[source] source: Box<dyn std::error::Error + Send + Sync> },
+    Unreachable {
+        socket: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("permission denied on the Docker socket `{socket}`")]
     PermissionDenied { socket: String },
     #[error("Docker API {version} is older than the oldest cdq supports ({MIN_API_VERSION})")]
@@ -182,25 +189,43 @@ pub trait Engine: Send + Sync + 'static {
     /// Version, architecture and storage facts of the daemon.
     fn info(&self) -> impl Future<Output = Result<EngineInfo>> + Send;
     /// Every container (running or not) labelled `io.cdq.project=<project>`, inspected.
-    fn list_containers(&self, project: &str) -> impl Future<Output = Result<Vec<Container>>> + Send;
+    fn list_containers(&self, project: &str)
+    -> impl Future<Output = Result<Vec<Container>>> + Send;
     fn inspect_container(&self, id: &str) -> impl Future<Output = Result<Container>> + Send;
     /// None when the image is not present locally.
     fn image(&self, reference: &str) -> impl Future<Output = Result<Option<ImageInfo>>> + Send;
     /// Creates the network unless it exists; true when it was created.
-    fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> impl Future<Output = Result<bool>> + Send;
+    fn ensure_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Names of networks labelled `io.cdq.project=<project>`.
     fn list_networks(&self, project: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Creates (does not start) a container; returns its id.
-    fn create_container(&self, spec: &CreateSpec<'_>) -> impl Future<Output = Result<String>> + Send;
+    fn create_container(
+        &self,
+        spec: &CreateSpec<'_>,
+    ) -> impl Future<Output = Result<String>> + Send;
     fn start_container(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
-    fn stop_container(&self, id: &str, timeout: Duration) -> impl Future<Output = Result<()>> + Send;
+    fn stop_container(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Removes a stopped container (and its anonymous volumes).
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     /// The last `tail` lines of stdout and stderr, oldest first.
     fn logs(&self, id: &str, tail: u64) -> impl Future<Output = Result<Vec<String>>> + Send;
     /// Log lines as they come (`since`: Unix seconds; `tail`: None for all).
-    fn follow_logs(&self, id: &str, tail: Option<u64>, since: Option<i64>, follow: bool) -> LineStream;
+    fn follow_logs(
+        &self,
+        id: &str,
+        tail: Option<u64>,
+        since: Option<i64>,
+        follow: bool,
+    ) -> LineStream;
     /// Container events (start, die, oom, health_status, destroy) for the project, from now on.
     fn events(&self, project: &str) -> EventStream;
     /// Runs a one-off container to completion and removes it; returns its exit code and output.
