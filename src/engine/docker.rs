@@ -103,7 +103,7 @@ impl Docker {
         let target = if server < *API_DEFAULT_VERSION {
             server
         } else {
-            API_DEFAULT_VERSION.clone()
+            *API_DEFAULT_VERSION
         };
         let conn = open(host, &socket, &target)?;
         let client = conn
