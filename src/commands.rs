@@ -97,12 +97,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn not_built(cmd: &str) -> anyhow::Result<i32> {
-    Err(CdqError::failure(format!("`cdq {cmd}` is not built in this version of cdq"))
-        .hint("`cdq render` writes the compose file; run it with `docker compose -f docker-compose.<arch>.yaml up -d`")
-        .into())
-}
-
 /// The architecture to render for: flag or settings, else the host's.
 pub fn resolve_arch(s: &Settings) -> anyhow::Result<Arch> {
     if let Some(a) = s.arch {

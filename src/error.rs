@@ -91,10 +91,8 @@ pub fn format(err: &anyhow::Error) -> String {
             out.push_str("\ncaused by: ");
         }
         out.push_str(&text);
-        if hint.is_none() {
-            if let Some(e) = cause.downcast_ref::<CdqError>() {
-                hint = e.hint.clone();
-            }
+        if let (None, Some(e)) = (&hint, cause.downcast_ref::<CdqError>()) {
+            hint = e.hint.clone();
         }
     }
     if let Some(h) = hint {

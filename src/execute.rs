@@ -174,6 +174,7 @@ struct Shared<E> {
 }
 
 /// Runs the plan. `observed` is what `plan` was computed from (its health saves a wait).
+#[allow(clippy::too_many_arguments)] // each is a distinct input of one pipeline step
 pub async fn execute<E: Engine>(
     engine: Arc<E>,
     project: &Project,
@@ -623,7 +624,12 @@ async fn wait_ready<E: Engine>(
                     EventKind::Health(Health::Healthy) if has_check => return healthy(sh, name, started),
                     EventKind::Start if !has_check => return running(sh, name),
                     EventKind::Oom => { oom = true; false }
-                    EventKind::Die { .. } | EventKind::Destroy | EventKind::Health(_) => true,
+                    // Fail on the event itself: with a restart policy the daemon restarts the
+                    // container at once, and an inspect would find it running again.
+                    EventKind::Die { exit_code } => {
+                        return Err(fail(sh, name, id, Reason::Exited { code: exit_code, oom }).await);
+                    }
+                    EventKind::Destroy | EventKind::Health(_) => true,
                     _ => false,
                 },
                 Ok(_) => false,
@@ -659,7 +665,7 @@ async fn wait_ready<E: Engine>(
             Err(e) => return Err(e.into()),
         };
         match (c.state, c.health) {
-            (RunState::Exited | RunState::Dead, _) => {
+            (RunState::Exited | RunState::Dead | RunState::Restarting, _) => {
                 return Err(fail(
                     sh,
                     name,

@@ -554,16 +554,16 @@ pub fn parse(
                 })
             }
         };
-        if let Some(rp) = &r.restart {
-            if !matches!(
+        if let Some(rp) = &r.restart
+            && !matches!(
                 rp.as_str(),
                 "no" | "always" | "unless-stopped" | "on-failure"
-            ) && !rp.starts_with("on-failure:")
-            {
-                return Err(bad(format!(
-                    "`restart: {rp}` is not one of `no`, `always`, `unless-stopped`, `on-failure`"
-                )));
-            }
+            )
+            && !rp.starts_with("on-failure:")
+        {
+            return Err(bad(format!(
+                "`restart: {rp}` is not one of `no`, `always`, `unless-stopped`, `on-failure`"
+            )));
         }
         let ulimits = r
             .ulimits

@@ -604,15 +604,15 @@ fn resolve(
     let host_ip = o.host_ip.or(f.host_ip.and_then(Auto::value));
     let arch = o.arch.or(f.arch.and_then(Auto::value));
 
-    if let Some(tz) = &f.timezone {
-        if tz.is_empty() || tz.contains(char::is_whitespace) || tz.starts_with('/') {
-            return Err(CdqError::usage(format!(
-                "{}: `{tz}` is not a timezone name",
-                in_file("timezone")
-            ))
-            .hint("write an IANA name like `Asia/Shanghai`")
-            .into());
-        }
+    if let Some(tz) = &f.timezone
+        && (tz.is_empty() || tz.contains(char::is_whitespace) || tz.starts_with('/'))
+    {
+        return Err(CdqError::usage(format!(
+            "{}: `{tz}` is not a timezone name",
+            in_file("timezone")
+        ))
+        .hint("write an IANA name like `Asia/Shanghai`")
+        .into());
     }
 
     Ok(Settings {
