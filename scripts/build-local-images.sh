@@ -211,10 +211,10 @@ prepare_base() {
     rm -f "$tmp/etc/apt/sources.list.d/"*
     mount_chroot "$tmp"
     local pkgs
-    pkgs=$(spec_get "$KIT_DIR/base/image.json" 's["packages"]')
+    read -r -a pkgs <<<"$(spec_get "$KIT_DIR/base/image.json" 's["packages"]')"
     {
         in_chroot "$tmp" apt-get update -q &&
-        in_chroot "$tmp" apt-get install -y -q --no-install-recommends $pkgs &&
+        in_chroot "$tmp" apt-get install -y -q --no-install-recommends "${pkgs[@]}" &&
         in_chroot "$tmp" bash /dev/stdin <"$KIT_DIR/base/post.sh"
     } >"$ACACHE/base-install.log" 2>&1 || { umount_chroot "$tmp"; die "base package install failed (see $ACACHE/base-install.log)"; }
     umount_chroot "$tmp"
@@ -245,7 +245,7 @@ fetch_wheel() { # $1 spec -> prints the path of the verified wheel
 
 # --- one service -----------------------------------------------------------------------------
 build_service() {
-    local svc=$1 hash=$2 ref spec t0=$SECONDS work root layer pkgs
+    local svc=$1 hash=$2 ref spec t0=$SECONDS work root layer pkgs=()
     ref=$(image_ref "$svc")
     spec="$KIT_DIR/$svc/image.json"
     prepare_base
@@ -255,10 +255,10 @@ build_service() {
     rm -f "$root/.cdq-kit-ready"
     [[ "$ARCH" != "$(host_arch)" ]] && cp /usr/bin/qemu-aarch64-static "$root/usr/bin/"
     mount_chroot "$root"
-    pkgs=$(spec_get "$spec" 's.get("packages", [])')
+    read -r -a pkgs <<<"$(spec_get "$spec" 's.get("packages", [])')"
     {
         if [[ -f "$KIT_DIR/$svc/pre.sh" ]]; then in_chroot "$root" bash /dev/stdin <"$KIT_DIR/$svc/pre.sh"; fi &&
-        if [[ -n "$pkgs" ]]; then in_chroot "$root" apt-get install -y -q --no-install-recommends $pkgs; fi
+        if [[ ${#pkgs[@]} -gt 0 ]]; then in_chroot "$root" apt-get install -y -q --no-install-recommends "${pkgs[@]}"; fi
     } >"$work/install.log" 2>&1 || {
         umount_chroot "$root"; cp "$work/install.log" "$ACACHE/$svc-install.log"
         die "$svc: package install failed (see $ACACHE/$svc-install.log)"; }

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 mkdir -p /usr/share/elasticsearch/config/jvm.options.d /usr/share/elasticsearch/data /usr/share/elasticsearch/logs
 chown -R 1000:0 /usr/share/elasticsearch

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 mkdir -p /etc/grafana/provisioning /etc/grafana/dashboards /var/lib/grafana /usr/share/grafana
 chown -R 472:0 /var/lib/grafana /usr/share/grafana

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 mkdir -p /bitnami/kafka/config /bitnami/kafka/data /opt/bitnami/kafka/config
 chown -R 1001:0 /bitnami/kafka

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 # Debian's layout includes mariadb.conf.d (bind-address=127.0.0.1 ...) after conf.d; the
 # kit's my.cnf (from files/) includes only conf.d, last, like the official image.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # cdq kit mysql: the official image's mysql user is uid/gid 999; create it before the package does
 set -eu
 groupadd -r -g 999 mysql

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 mkdir -p /prometheus /etc/prometheus
 chown nobody:nogroup /prometheus

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 mkdir -p /data /usr/local/etc/redis
 chown redis:redis /data

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 mkdir -p /app/config /app/logs
 chown 1000:1000 /app /app/logs

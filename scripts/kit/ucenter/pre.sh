@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # cdq kit server/ucenter stand-in: the real images run as uid 1000
 set -eu
 groupadd -g 1000 app

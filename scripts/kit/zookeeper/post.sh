@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 set -eu
 mkdir -p /conf /data /datalog /logs
 chown zookeeper:zookeeper /conf /data /datalog /logs

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # cdq kit zookeeper: the official image's zookeeper user is uid/gid 1000
 set -eu
 groupadd -g 1000 zookeeper

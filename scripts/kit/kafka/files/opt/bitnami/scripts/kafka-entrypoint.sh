@@ -69,6 +69,7 @@ main=${inter:-${names[0]}}
 [[ -n "${PORT[$main]:-}" ]] || die "inter.broker.listener.name=$main is not in listeners"
 
 pids=()
+# shellcheck disable=SC2317  # invoked by the trap
 term() { log "stopping"; kill -TERM "${pids[@]}" 2>/dev/null || true; wait || true; exit 0; }
 trap term TERM INT
 
