@@ -55,7 +55,11 @@ impl Secrets {
     /// Stand-in values for renders that must not create the secrets file (preflight,
     /// `--dry-run`); never written to disk.
     pub fn placeholders() -> Secrets {
-        Secrets(KEYS.iter().map(|(k, _)| (k.to_string(), "<generated-on-first-render>".to_string())).collect())
+        Secrets(
+            KEYS.iter()
+                .map(|(k, _)| (k.to_string(), "<generated-on-first-render>".to_string()))
+                .collect(),
+        )
     }
 
     /// Fixed secrets for tests and snapshots.

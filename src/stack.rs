@@ -639,7 +639,9 @@ pub fn down(ctx: &Ctx, purge: bool, timeout: u64, compose: Option<PathBuf>) -> a
                 Ok(()) => ui.info(format!("deleted {}", p.display())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!("deleting `{}`", p.display())));
+                    return Err(
+                        anyhow::Error::new(e).context(format!("deleting `{}`", p.display()))
+                    );
                 }
             }
         }
