@@ -403,7 +403,8 @@ fn host_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         Some(mb) => {
             let found = format!("{} free at `{}`", gib(mb), d.nearest.display());
             let fix = Some(format!(
-                "free space there, or put the data elsewhere: `--data-dir /big/disk/cdq` (or `data_dir:` in cdq.yaml)"
+                "free space at `{}`, or put the data elsewhere: `--data-dir /big/disk/cdq` (or `data_dir:` in cdq.yaml)",
+                d.nearest.display()
             ));
             if mb < DATA_FAIL_MB {
                 finding("disk-data", Status::Fail, found, needed, fix)
