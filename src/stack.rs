@@ -16,7 +16,6 @@ use crate::engine::docker::Docker;
 use crate::engine::{Container, Engine, EngineError, Health, RunState};
 use crate::error::{CdqError, Kind};
 use crate::execute::{self, Options, Outcome, Progress};
-use crate::interpolate::Vars;
 use crate::plan;
 use crate::project::{self, Project};
 use crate::services::Service;
@@ -49,30 +48,6 @@ pub fn engine_error(e: EngineError) -> anyhow::Error {
 
 pub async fn connect() -> anyhow::Result<Docker> {
     Docker::connect().await.map_err(engine_error)
-}
-
-/// Parses a render held in memory, exactly as `project::load` would parse it from disk.
-fn parse_rendered(ctx: &Ctx, r: &commands::Rendered) -> anyhow::Result<Project> {
-    let find = |rel: &str| {
-        r.files
-            .iter()
-            .find(|f| f.rel == Path::new(rel))
-            .map(|f| f.contents.as_str())
-            .unwrap_or("")
-    };
-    let compose_rel = r
-        .compose_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let vars = Vars::from_dotenv(find(".env"), std::env::vars());
-    Ok(project::parse(
-        &r.compose_path,
-        &ctx.settings.deploy_dir,
-        find(&compose_rel),
-        &vars,
-        &ctx.settings.project,
-    )?)
 }
 
 fn options(ctx: &Ctx) -> Options {
@@ -133,7 +108,7 @@ async fn up_async(ctx: &Ctx, a: UpArgs) -> anyhow::Result<i32> {
     };
     let preview = match (&a.compose, &rendered) {
         (Some(f), _) => project::load(&absolute(f), &s.project)?,
-        (None, Some(r)) => parse_rendered(ctx, r)?,
+        (None, Some(r)) => crate::preflight::project_of(ctx, r)?,
         (None, None) => unreachable!("either a compose file or a render"),
     };
     if a.skip_preflight {
@@ -142,9 +117,7 @@ async fn up_async(ctx: &Ctx, a: UpArgs) -> anyhow::Result<i32> {
         let findings = crate::preflight::check_for_up(ctx, &*engine, r, &preview).await?;
         if crate::preflight::failed(&findings, false) {
             ui.out(crate::preflight::report::table(&findings));
-            return Err(CdqError::new(Kind::Preflight, "preflight failed: nothing was created")
-                .hint("fix the FAIL rows above (each has its fix), or pass `--skip-preflight` to start anyway")
-                .into());
+            return Err(crate::preflight::stopped(&findings, false).into());
         }
     }
 

@@ -648,15 +648,12 @@ fn image_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         let id = format!("image-{}", img.service);
         let needed = format!("`{}` for {want}", img.reference);
         let missing_fix = if r.registry {
-            format!(
-                "cdq pulls it from the mirror; to check now: `docker pull {}`",
-                img.reference
-            )
+            format!("pull it from the mirror: `docker pull {}`", img.reference)
         } else if r.image_set == "local" {
-            "build the local kit: `scripts/build-local-images.sh`, or load a bundle: `cdq bundle load FILE`".to_string()
+            "build the local kit: `scripts/build-local-images.sh`".to_string()
         } else {
             format!(
-                "load the offline bundle: `cdq bundle load FILE` (online: `docker pull {}`)",
+                "load it from an offline archive: `docker load -i FILE` (online: `docker pull {}`)",
                 img.reference
             )
         };
@@ -1199,7 +1196,7 @@ mod tests {
             "image missing offline",
             "image-elasticsearch",
             Status::Fail,
-            "cdq bundle load FILE",
+            "docker load -i FILE",
             |f, _| {
                 f.images = vec![image(
                     "elasticsearch",
