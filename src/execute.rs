@@ -299,16 +299,28 @@ impl From<EngineError> for Step {
 }
 
 fn blocked(service: &str, dependency: &str) -> Step {
+    let reason = Reason::Blocked {
+        dependency: dependency.to_string(),
+    };
+    early(service, reason, None)
+}
+
+/// A failure before the container ran, so there is no probe output or log to show.
+fn early(service: &str, reason: Reason, state: Option<RunState>) -> Step {
     Step::Failed(Box::new(Failure {
         service: service.to_string(),
-        reason: Reason::Blocked {
-            dependency: dependency.to_string(),
-        },
-        state: None,
+        reason,
+        state,
         health: None,
         last_probe: None,
         logs: vec![],
     }))
+}
+
+/// Reports `why` as this service's failure and returns it.
+fn refused<E: Engine>(sh: &Shared<E>, name: &str, why: String, state: Option<RunState>) -> Step {
+    sh.progress.phase(name, &Phase::Failed { why: why.clone() });
+    early(name, Reason::Engine { message: why }, state)
 }
 
 /// Ok(Some(ready)) when done, Ok(None) when interrupted.
@@ -401,15 +413,7 @@ async fn create_and_start<E: Engine>(
 ) -> Result<String, Step> {
     sh.progress.phase(name, &Phase::Creating);
     if let Err(why) = prepare_binds(sh, spec).await {
-        sh.progress.phase(name, &Phase::Failed { why: why.clone() });
-        return Err(Step::Failed(Box::new(Failure {
-            service: name.to_string(),
-            reason: Reason::Engine { message: why },
-            state: None,
-            health: None,
-            last_probe: None,
-            logs: vec![],
-        })));
+        return Err(refused(sh, name, why, None));
     }
     let create = CreateSpec {
         name: container_name(&sh.project.name, name),
@@ -421,16 +425,12 @@ async fn create_and_start<E: Engine>(
     let id = match sh.engine.create_container(&create).await {
         Ok(id) => id,
         Err(EngineError::NotFound(img)) => {
-            let why = format!("image `{img}` is not on this host");
-            sh.progress.phase(name, &Phase::Failed { why: why.clone() });
-            return Err(Step::Failed(Box::new(Failure {
-                service: name.to_string(),
-                reason: Reason::Engine { message: why },
-                state: None,
-                health: None,
-                last_probe: None,
-                logs: vec![],
-            })));
+            return Err(refused(
+                sh,
+                name,
+                format!("image `{img}` is not on this host"),
+                None,
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -455,20 +455,7 @@ async fn start<E: Engine>(
         Ok(()) => Ok(()),
         // A port already taken is the user's to fix, not an engine fault: report it per service.
         Err(EngineError::Api { message, .. }) => {
-            sh.progress.phase(
-                name,
-                &Phase::Failed {
-                    why: message.clone(),
-                },
-            );
-            Err(Step::Failed(Box::new(Failure {
-                service: name.to_string(),
-                reason: Reason::Engine { message },
-                state: Some(RunState::Created),
-                health: None,
-                last_probe: None,
-                logs: vec![],
-            })))
+            Err(refused(sh, name, message, Some(RunState::Created)))
         }
         Err(e) => Err(e.into()),
     }

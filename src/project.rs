@@ -390,18 +390,7 @@ fn parse_bind(s: &str, dir: &Path) -> Result<Bind, String> {
     let source = if let Some(rest) = src.strip_prefix("~/") {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
     } else {
-        let joined = dir.join(src);
-        let mut out = PathBuf::new();
-        for c in joined.components() {
-            match c {
-                std::path::Component::CurDir => {}
-                std::path::Component::ParentDir => {
-                    out.pop();
-                }
-                other => out.push(other),
-            }
-        }
-        out
+        crate::settings::absolute(dir, Path::new(src))
     };
     Ok(Bind {
         source,

@@ -427,13 +427,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn absolute(base: &Path, p: &Path) -> PathBuf {
+/// `p` made absolute against `base` and cleaned lexically (`.` and `..` removed) without
+/// touching the disk: the path may not exist yet.
+pub fn absolute(base: &Path, p: &Path) -> PathBuf {
     let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         base.join(p)
     };
-    // Lexical clean-up only: the directory may not exist yet.
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
