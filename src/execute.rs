@@ -478,12 +478,27 @@ async fn prepare_binds<E: Engine>(sh: &Shared<E>, spec: &ServiceSpec) -> Result<
         if b.source.exists() {
             continue;
         }
-        std::fs::create_dir_all(&b.source)
+        // Made under a temporary name and renamed into place only once it has its owner: a
+        // cdq killed in between leaves a temp dir (redone next time), never a data directory
+        // with the wrong owner that the next run would take as finished.
+        let parent = b
+            .source
+            .parent()
+            .ok_or_else(|| format!("`{}` has no parent", b.source.display()))?;
+        let leaf = b
+            .source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = parent.join(format!(".{leaf}.cdq-new"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)
             .map_err(|e| format!("cannot create data directory `{}`: {e}", b.source.display()))?;
-        let owner = image_owner(sh, &spec.image).await?;
-        if let Some((uid, gid)) = owner {
-            hand_over(sh, &spec.image, &b.source, uid, gid).await?;
+        if let Some((uid, gid)) = image_owner(sh, &spec.image).await? {
+            hand_over(sh, &spec.image, &tmp, uid, gid).await?;
         }
+        std::fs::rename(&tmp, &b.source)
+            .map_err(|e| format!("cannot create data directory `{}`: {e}", b.source.display()))?;
     }
     Ok(())
 }
@@ -580,6 +595,9 @@ async fn hand_over<E: Engine>(
     Ok(())
 }
 
+/// How long a service without a healthcheck must keep running to count as started.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// Waits for the container to be healthy (or running, without a healthcheck), failing at
 /// once if it exits and at its deadline otherwise.
 async fn wait_ready<E: Engine>(
@@ -597,6 +615,9 @@ async fn wait_ready<E: Engine>(
         .is_some_and(|h| h.test.first().map(String::as_str) != Some("NONE"));
     let mut cancel = sh.cancel.clone();
     let mut oom = false;
+    // Without a healthcheck, "started" means still running a moment after the start: a
+    // container that exits at once must fail, not count as up.
+    let mut settled: Option<Instant> = None;
     let mut last_unhealthy_probe: Option<String> = None;
     let mut poll = tokio::time::interval(sh.opts.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -609,7 +630,10 @@ async fn wait_ready<E: Engine>(
             ev = events.recv() => match ev {
                 Ok(ev) if ev.container_id == id => match ev.kind {
                     EventKind::Health(Health::Healthy) if has_check => return healthy(sh, name, started),
-                    EventKind::Start if !has_check => return running(sh, name),
+                    EventKind::Start if !has_check => {
+                        settled.get_or_insert(Instant::now() + SETTLE);
+                        false
+                    }
                     EventKind::Oom => { oom = true; false }
                     // Fail on the event itself: with a restart policy the daemon restarts the
                     // container at once, and an inspect would find it running again.
@@ -625,6 +649,7 @@ async fn wait_ready<E: Engine>(
                 Err(broadcast::error::RecvError::Closed) => { tokio::time::sleep(sh.opts.poll).await; true }
             },
             _ = poll.tick() => true,
+            _ = tokio::time::sleep_until(settled.unwrap_or(deadline)), if settled.is_some() => true,
             _ = tokio::time::sleep_until(deadline) => {
                 return Err(fail(sh, name, id, Reason::Timeout { after: deadline - started }).await);
             }
@@ -667,7 +692,12 @@ async fn wait_ready<E: Engine>(
             (RunState::Running, Some(Health::Healthy)) if has_check => {
                 return healthy(sh, name, started);
             }
-            (RunState::Running, _) if !has_check => return running(sh, name),
+            (RunState::Running, _) if !has_check => match settled {
+                Some(at) if Instant::now() >= at => return running(sh, name),
+                _ => {
+                    settled.get_or_insert(Instant::now() + SETTLE);
+                }
+            },
             (_, Some(Health::Unhealthy)) => {
                 let probe = c.last_probe.clone().unwrap_or_default();
                 if last_unhealthy_probe.as_ref() != Some(&probe) {

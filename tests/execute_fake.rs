@@ -361,3 +361,58 @@ async fn a_missing_image_fails_that_service_naming_the_image() {
         }
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_service_without_healthcheck_that_exits_at_once_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let p = project(
+        d.path(),
+        "services:\n  quitter:\n    image: img\n  runner:\n    image: img\n",
+    );
+    let e = engine_with(&["img"], "");
+    e.behave(
+        "quitter",
+        Behavior::ExitAfter(Duration::from_millis(200), 4),
+    );
+    let (r, rec) = run(&e, &p, Options::default(), no_cancel()).await;
+    let Outcome::Failed(f) = r.unwrap() else {
+        panic!("an exited service must not count as started")
+    };
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].reason,
+        Reason::Exited {
+            code: Some(4),
+            oom: false
+        }
+    );
+    assert!(rec.first("runner", |p| *p == Phase::Running).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leftover_temp_data_dir_is_redone_not_trusted() {
+    let d = tempfile::tempdir().unwrap();
+    // What a cdq killed between mkdir and chown leaves behind.
+    std::fs::create_dir_all(d.path().join("data/.a.cdq-new")).unwrap();
+    let p = project(
+        d.path(),
+        &format!("services:\n  a:\n    image: img\n    {HC}\n    volumes: [\"./data/a:/data\"]\n"),
+    );
+    let e = engine_with(&["img"], "4321");
+    assert_eq!(
+        run(&e, &p, Options::default(), no_cancel())
+            .await
+            .0
+            .unwrap(),
+        Outcome::Done
+    );
+    assert!(d.path().join("data/a").is_dir());
+    assert!(!d.path().join("data/.a.cdq-new").exists());
+    if cdq::host::is_root() {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(d.path().join("data/a")).unwrap().uid(),
+            4321
+        );
+    }
+}
