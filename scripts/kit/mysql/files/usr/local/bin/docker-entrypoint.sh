@@ -89,7 +89,11 @@ if [[ ! -d "$DATADIR/mysql" ]]; then
         echo "FLUSH PRIVILEGES;"
     } | mariadb --protocol=socket -uroot --socket="$SOCKET" || die "setting up root user and database failed"
 
-    client=(mariadb --protocol=socket -uroot -p"$MYSQL_ROOT_PASSWORD" --socket="$SOCKET")
+    # the root password goes in a 0600 option file, not on a command line (visible in ps)
+    rootcnf=$(mktemp /tmp/.cdq-kit-root.XXXXXX)
+    pw_opt=${MYSQL_ROOT_PASSWORD//\\/\\\\}
+    printf '[client]\npassword="%s"\n' "${pw_opt//\"/\\\"}" >"$rootcnf"
+    client=(mariadb --defaults-extra-file="$rootcnf" --protocol=socket -uroot --socket="$SOCKET")
     [[ -n "$MYSQL_DATABASE" ]] && client+=("$MYSQL_DATABASE")
     shopt -s nullglob
     for f in /docker-entrypoint-initdb.d/*; do
@@ -107,9 +111,10 @@ if [[ ! -d "$DATADIR/mysql" ]]; then
     shopt -u nullglob
 
     log "Stopping temporary server"
-    mariadb-admin --protocol=socket -uroot -p"$MYSQL_ROOT_PASSWORD" --socket="$SOCKET" shutdown \
+    mariadb-admin --defaults-extra-file="$rootcnf" --protocol=socket -uroot --socket="$SOCKET" shutdown \
         || die "cannot stop the temporary server"
     wait "$tmp_pid" || true
+    rm -f "$rootcnf"
     log "Temporary server stopped"
     log "MariaDB init process done. Ready for start up."
 else
