@@ -129,8 +129,10 @@ cleanup() {
         umount -l "${MOUNTS[$i]}" 2>/dev/null || true
     done
     for d in "${TMPDIRS[@]}"; do
-        [[ -n "$d" && -d "$d" ]] && rm -rf --one-file-system "$d"
+        if [[ -n "$d" && -d "$d" ]]; then rm -rf --one-file-system "$d"; fi
     done
+    # The EXIT trap's last status becomes the script's: a finished build must exit 0.
+    return 0
 }
 trap cleanup EXIT
 trap 'die "interrupted"' INT TERM
