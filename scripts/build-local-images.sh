@@ -25,6 +25,9 @@
 # Every image carries io.cdq.kit.recipe-hash (sha256 over this script, the kit library, the
 # base recipe and the service's recipe); an image whose label matches is skipped.
 set -euo pipefail
+# The whole script is one { ... } block, so bash parses it completely before running it: an
+# edit (or git checkout) of this file during a long build cannot change what the build runs.
+{
 
 KIT_VERSION=1
 SUITE=bookworm
@@ -123,6 +126,7 @@ spec_get() { # $1 spec file, $2 python expression on `s`
 # --- chroot plumbing -------------------------------------------------------------------------
 MOUNTS=()
 TMPDIRS=()
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local i
     for ((i=${#MOUNTS[@]}-1; i>=0; i--)); do
@@ -310,6 +314,12 @@ build_base_image() {
 
 # --- main ------------------------------------------------------------------------------------
 T_START=$SECONDS
+# one build per cache and arch at a time (two would share the rootfs and work dirs)
+exec 9>"$ACACHE/.lock"
+if ! flock -n 9; then
+    log "another build for $ARCH holds $ACACHE/.lock; waiting"
+    flock 9
+fi
 log "arch $ARCH, cache $CACHE, targets: ${TARGETS[*]}"
 BASE_HASH=$(recipe_hash base)
 ref=$(image_ref base)
@@ -328,3 +338,5 @@ for svc in "${TARGETS[@]}"; do
     build_service "$svc" "$h"
 done
 log "done in $((SECONDS - T_START))s"
+exit 0
+}
