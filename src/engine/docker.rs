@@ -16,23 +16,25 @@ use bollard::models::{
     NetworkingConfig, PortBinding, PortMap, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, InspectContainerOptions, InspectNetworkOptions,
-    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, EventsOptions, ImportImageOptions, InspectContainerOptions,
+    InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, ClientVersion};
 use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
 
 use super::{
-    Container, CreateSpec, Engine, EngineError, EngineInfo, Event, EventKind, EventStream, Health,
-    ImageInfo, LABEL_PROJECT, LABEL_SERVICE, LineStream, MIN_API_VERSION, OneOff, PublishedPort,
-    Result, RunState,
+    ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, Event, EventKind,
+    EventStream, Health, ImageInfo, LABEL_PROJECT, LABEL_SERVICE, LineStream, MIN_API_VERSION,
+    OneOff, PublishedPort, Result, RunState,
 };
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// bollard's per-request timeout (seconds) for getting response headers; streams (events,
 /// follow_logs, wait) are not bounded by it once the headers arrived.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Image save/load: bounded only so a wedged daemon cannot hang cdq forever.
+const TRANSFER_TIMEOUT_SECS: u64 = 3600;
 /// Docker reports a never-started container's StartedAt as Go's zero time.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -162,6 +164,14 @@ impl Docker {
             },
             e => EngineError::Other(e.to_string()),
         }
+    }
+
+    /// A client for image transfers: Docker 20.10 writes the whole save (or reads the whole
+    /// load) before its first response byte, which can take longer than a request's timeout.
+    fn transfer_client(&self) -> bollard::Docker {
+        self.client
+            .clone()
+            .with_timeout(Duration::from_secs(TRANSFER_TIMEOUT_SECS))
     }
 
     async fn inspect_raw(&self, id: &str) -> Result<Container> {
@@ -811,6 +821,36 @@ impl Engine for Docker {
         let out = result?;
         removed.map_err(|e| self.map_err(e, &id))?;
         Ok(out)
+    }
+
+    fn export_images(&self, references: &[String]) -> ByteStream {
+        let this = self.clone();
+        let what = references.join(", ");
+        let names: Vec<&str> = references.iter().map(String::as_str).collect();
+        Box::pin(
+            self.transfer_client()
+                .export_images(&names)
+                .map(move |r| r.map_err(|e| this.map_err(e, &what))),
+        )
+    }
+
+    async fn import_images(&self, tar: ByteStream) -> Result<Vec<String>> {
+        let opts = ImportImageOptions {
+            quiet: true,
+            platform: None,
+        };
+        let replies: Vec<_> = self
+            .transfer_client()
+            .import_image_stream(opts, tar, None)
+            .try_collect()
+            .await
+            .map_err(|e| self.map_err(e, ""))?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| r.stream)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect())
     }
 }
 

@@ -30,8 +30,9 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::{
-    Container, CreateSpec, Engine, EngineError, EngineInfo, Event, EventKind, EventStream, Health,
-    ImageInfo, LABEL_PROJECT, LABEL_SERVICE, LineStream, OneOff, PublishedPort, Result, RunState,
+    ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, Event, EventKind,
+    EventStream, Health, ImageInfo, LABEL_PROJECT, LABEL_SERVICE, LineStream, OneOff,
+    PublishedPort, Result, RunState,
 };
 use crate::project::{Healthcheck, ServiceSpec};
 
@@ -71,6 +72,8 @@ pub enum Op {
     FollowLogs,
     Events,
     RunOneoff,
+    Export,
+    Import,
 }
 
 /// What the fake recorded about a created container's request, for assertions.
@@ -115,6 +118,8 @@ struct State {
     calls: Vec<String>,
     faults: HashMap<Op, VecDeque<EngineError>>,
     oneoff_results: HashMap<String, (i64, String)>,
+    /// Image id -> its config and layers, for images added with content or loaded.
+    contents: HashMap<String, Content>,
     unreachable: bool,
     serial: u64,
     next_ephemeral: u16,
@@ -162,6 +167,7 @@ impl FakeEngine {
                     calls: Vec::new(),
                     faults: HashMap::new(),
                     oneoff_results: HashMap::new(),
+                    contents: HashMap::new(),
                     unreachable: false,
                     serial: 0,
                     next_ephemeral: 32768,
@@ -186,6 +192,37 @@ impl FakeEngine {
     /// Makes `reference` present locally.
     pub fn add_image(&self, reference: &str, info: ImageInfo) {
         self.state().images.insert(reference.to_string(), info);
+    }
+
+    /// Makes `reference` present with real content, as `docker load` would: a config naming
+    /// `arch` and the layers' sha256 as its diff ids; the id is the config's sha256. Only such
+    /// images (and loaded ones) can be exported.
+    pub fn add_image_with_layers(
+        &self,
+        reference: &str,
+        arch: &str,
+        user: &str,
+        layers: &[&[u8]],
+    ) -> ImageInfo {
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha256_id(l)).collect();
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": { "User": user },
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        }))
+        .expect("a JSON value serialises");
+        let layers: Vec<Vec<u8>> = layers.iter().map(|l| l.to_vec()).collect();
+        let info = image_info(&config, &layers).expect("the config was just built");
+        let mut st = self.state();
+        st.contents.insert(info.id.clone(), (config, layers));
+        st.images.insert(reference.to_string(), info.clone());
+        info
+    }
+
+    /// Untags `reference` (as `docker rmi` of one of several tags).
+    pub fn remove_image(&self, reference: &str) {
+        self.state().images.remove(reference);
     }
 
     /// Replaces what `info()` reports (e.g. an aarch64 host).
@@ -217,7 +254,7 @@ impl FakeEngine {
 
     /// Every call of a mutating method that reached the daemon, in order:
     /// `create <name>`, `start <id>`, `stop <id>`, `remove <id>`, `ensure_network <name>`,
-    /// `remove_network <name>`, `run_oneoff <image>`. Calls refused because the daemon is
+    /// `remove_network <name>`, `run_oneoff <image>`, `import_images`. Calls refused because the daemon is
     /// unreachable are not recorded; calls failed by [`fail_next`](Self::fail_next) are.
     pub fn calls(&self) -> Vec<String> {
         self.state().calls.clone()
@@ -505,6 +542,160 @@ impl FakeEngine {
         fc.c.ports.clear();
         self.emit(st, id, EventKind::Die { exit_code: Some(0) });
     }
+}
+
+/// An image's config JSON and its layer tars.
+type Content = (Vec<u8>, Vec<Vec<u8>>);
+
+fn sha256_id(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// What Docker reports for an image with this config and these layers.
+fn image_info(config: &[u8], layers: &[Vec<u8>]) -> Result<ImageInfo> {
+    let v: serde_json::Value = serde_json::from_slice(config)
+        .map_err(|e| api_error(format!("invalid image config: {e}")))?;
+    let text = |p: &str| {
+        v.pointer(p)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok(ImageInfo {
+        id: sha256_id(config),
+        arch: text("/architecture"),
+        os: text("/os"),
+        user: text("/config/User"),
+        size: layers.iter().map(|l| l.len() as u64).sum(),
+    })
+}
+
+fn api_error(message: String) -> EngineError {
+    EngineError::Api {
+        status: 500,
+        message,
+    }
+}
+
+fn tar_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, path, data)
+}
+
+/// A tar laid out as Docker 20.10's `docker save`: a directory per layer named by its chain
+/// (so a layer shared at different depths gets several directories), a layer whose content
+/// was already written becomes a symlink to the first copy, `<config sha256>.json` per
+/// image, and `manifest.json`.
+fn save_tar(images: &[(Vec<String>, &Content)]) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut written: HashMap<String, String> = HashMap::new();
+    let mut manifest = Vec::new();
+    for (tags, (config, layers)) in images {
+        let config_name = format!("{}.json", hex::encode(Sha256::digest(config)));
+        tar_file(&mut b, &config_name, config)?;
+        let mut chain = String::new();
+        let mut paths = Vec::new();
+        for layer in layers {
+            let diff = sha256_id(layer);
+            chain = hex::encode(Sha256::digest(format!("{chain} {diff}").as_bytes()));
+            let path = format!("{chain}/layer.tar");
+            match written.get(&diff) {
+                Some(first) if *first != path => {
+                    let mut h = tar::Header::new_ustar();
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    h.set_mode(0o644);
+                    b.append_link(&mut h, &path, format!("../{first}"))?;
+                }
+                Some(_) => {}
+                None => {
+                    tar_file(&mut b, &format!("{chain}/VERSION"), b"1.0")?;
+                    tar_file(&mut b, &path, layer)?;
+                    written.insert(diff, path.clone());
+                }
+            }
+            paths.push(path);
+        }
+        manifest.push(serde_json::json!({
+            "Config": config_name,
+            "RepoTags": tags,
+            "Layers": paths,
+        }));
+    }
+    let manifest = serde_json::to_vec(&manifest).expect("a JSON value serialises");
+    tar_file(&mut b, "manifest.json", &manifest)?;
+    b.into_inner()
+}
+
+/// Reads a `docker load` tar: every image of its `manifest.json`, with its tags, config and
+/// layers; each layer must match its diff id in the config, as Docker checks.
+fn load_tar(tar_bytes: &[u8]) -> Result<Vec<(Vec<String>, Content)>> {
+    let bad = |e: std::io::Error| api_error(format!("invalid tar: {e}"));
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut links: HashMap<String, String> = HashMap::new();
+    let mut archive = tar::Archive::new(tar_bytes);
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let path = entry.path().map_err(bad)?.to_string_lossy().into_owned();
+        if entry.header().entry_type().is_symlink() {
+            let target = entry.link_name().map_err(bad)?.unwrap_or_default();
+            let dir = std::path::Path::new("/").join(&path);
+            let dir = dir.parent().unwrap_or(std::path::Path::new("/"));
+            let joined = crate::settings::absolute(dir, &target);
+            let joined = joined.to_string_lossy();
+            links.insert(path, joined.trim_start_matches('/').to_string());
+        } else {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).map_err(bad)?;
+            files.insert(path, data);
+        }
+    }
+    let file = |p: &str| {
+        let p = links.get(p).map(String::as_str).unwrap_or(p);
+        files
+            .get(p)
+            .cloned()
+            .ok_or_else(|| api_error(format!("open {p}: no such file or directory")))
+    };
+    let manifest: Vec<serde_json::Value> = serde_json::from_slice(&file("manifest.json")?)
+        .map_err(|e| api_error(format!("invalid manifest.json: {e}")))?;
+    let mut out = Vec::new();
+    for m in manifest {
+        let strs = |k: &str| -> Vec<String> {
+            m[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let config = file(m["Config"].as_str().unwrap_or_default())?;
+        let layers = strs("Layers")
+            .iter()
+            .map(|p| file(p))
+            .collect::<Result<Vec<_>>>()?;
+        let cfg: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| api_error(format!("invalid image config: {e}")))?;
+        let diff_ids = cfg["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if diff_ids.len() != layers.len() {
+            return Err(api_error("invalid manifest, layers length mismatch".into()));
+        }
+        for (l, want) in layers.iter().zip(&diff_ids) {
+            let got = sha256_id(l);
+            if Some(got.as_str()) != want.as_str() {
+                return Err(api_error(format!(
+                    "layer digest mismatch: expected {want}, got {got}"
+                )));
+            }
+        }
+        out.push((strs("RepoTags"), (config, layers)));
+    }
+    Ok(out)
 }
 
 fn unreachable() -> EngineError {
@@ -876,6 +1067,65 @@ impl Engine for FakeEngine {
             self.send(&st, send(kind));
         }
         Ok((code, output))
+    }
+
+    fn export_images(&self, references: &[String]) -> ByteStream {
+        let result = (|| {
+            let st = self.enter(Op::Export, None)?;
+            // One entry per image, with every requested reference that names it (as Docker).
+            let mut by_id: Vec<(Vec<String>, String)> = Vec::new();
+            for r in references {
+                let info = st
+                    .images
+                    .get(r)
+                    .ok_or_else(|| EngineError::NotFound(r.clone()))?;
+                match by_id.iter_mut().find(|(_, id)| *id == info.id) {
+                    Some((tags, _)) => tags.push(r.clone()),
+                    None => by_id.push((vec![r.clone()], info.id.clone())),
+                }
+            }
+            let mut images = Vec::new();
+            for (tags, id) in &by_id {
+                let content = st.contents.get(id).ok_or_else(|| {
+                    EngineError::Other(format!(
+                        "the fake cannot export `{}`: it was added without content",
+                        tags[0]
+                    ))
+                })?;
+                images.push((tags.clone(), content));
+            }
+            save_tar(&images).map_err(|e| EngineError::Other(e.to_string()))
+        })();
+        // Delivered in pieces, as a socket would.
+        let items: Vec<Result<bytes::Bytes>> = match result {
+            Ok(tar) => tar
+                .chunks(64 * 1024)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect(),
+            Err(e) => vec![Err(e)],
+        };
+        Box::pin(stream::iter(items))
+    }
+
+    async fn import_images(&self, mut tar: ByteStream) -> Result<Vec<String>> {
+        use futures_util::StreamExt;
+        drop(self.enter(Op::Import, Some("import_images".to_string()))?);
+        let mut buf = Vec::new();
+        while let Some(piece) = tar.next().await {
+            buf.extend_from_slice(&piece?);
+        }
+        let images = load_tar(&buf)?;
+        let mut st = self.enter(Op::Import, None)?;
+        let mut out = Vec::new();
+        for (tags, (config, layers)) in images {
+            let info = image_info(&config, &layers)?;
+            for t in &tags {
+                st.images.insert(t.clone(), info.clone());
+                out.push(format!("Loaded image: {t}"));
+            }
+            st.contents.insert(info.id.clone(), (config, layers));
+        }
+        Ok(out)
     }
 }
 

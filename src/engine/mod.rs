@@ -183,6 +183,8 @@ pub struct OneOff {
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 pub type LineStream = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
+/// Raw bytes in transit (an image tar, either way).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>;
 
 /// The Docker operations cdq needs. Every method is one logical request.
 pub trait Engine: Send + Sync + 'static {
@@ -230,4 +232,10 @@ pub trait Engine: Send + Sync + 'static {
     fn events(&self, project: &str) -> EventStream;
     /// Runs a one-off container to completion and removes it; returns its exit code and output.
     fn run_oneoff(&self, spec: &OneOff) -> impl Future<Output = Result<(i64, String)>> + Send;
+    /// A `docker save` tar of these references (`GET /images/get`): one config and one
+    /// `manifest.json` entry per image, each layer once however many images share it.
+    fn export_images(&self, references: &[String]) -> ByteStream;
+    /// `docker load` of a tar (`POST /images/load`); returns the daemon's messages
+    /// (`Loaded image: <reference>`). An error item in `tar` aborts the upload.
+    fn import_images(&self, tar: ByteStream) -> impl Future<Output = Result<Vec<String>>> + Send;
 }
