@@ -262,7 +262,8 @@ pub fn parse_compose_duration(s: &str) -> Option<Duration> {
             "us" => 0.000_001,
             _ => return None,
         };
-        total += Duration::from_secs_f64(n * unit);
+        // `try_`: 20 digits of seconds, or a sum past u64 seconds, is an error, not a panic.
+        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
         rest = &rest[u_end..];
     }
     Some(total)

@@ -111,8 +111,9 @@ impl MiB {
         } else {
             return Err(format!("`{s}` is not a size: write it like `512m` or `2g`"));
         };
-        match num.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(MiB(n * mult)),
+        // checked: `18014398509481984g` parses as a u64 but overflows once in MiB.
+        match num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+            Some(n) if n > 0 => Ok(MiB(n)),
             _ => Err(format!("`{s}` is not a size: write it like `512m` or `2g`")),
         }
     }
@@ -141,12 +142,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         let n: u64 = num.parse().map_err(|_| bad())?;
         num.clear();
-        total += match c {
-            'h' => n * 3600,
-            'm' => n * 60,
-            's' => n,
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
             _ => return Err(bad()),
         };
+        // checked: `5124095576030432h` fits a u64 but not once in seconds (found by
+        // tests/fuzz_parsers.rs; it panicked in debug builds and wrapped in release).
+        total = n
+            .checked_mul(unit)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or_else(bad)?;
         seen = true;
     }
     if !num.is_empty() || !seen || total == 0 {

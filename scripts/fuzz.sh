@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Fuzzes cdq's two input parsers (settings: cdq.yaml; project: a compose file) for a set
+# time each, with the proptest generators in tests/fuzz_parsers.rs, and prints how many
+# cases each ran. A panic (or an input slower than 5 s) fails the run and prints the
+# shrunk input: fix it and keep it as a `regression_*` test in tests/fuzz_parsers.rs.
+#
+#   scripts/fuzz.sh                 # 600 s per target, both targets at once
+#   FUZZ_SECONDS=60 scripts/fuzz.sh # shorter
+#   FUZZ_SERIAL=1 scripts/fuzz.sh   # one target after the other (a 1-core machine)
+#
+# Release profile: ~10x the cases of a debug build in the same time. proptest runs fresh
+# random batches of PROPTEST_CASES until CDQ_FUZZ_SECONDS is up (see `fuzz` in the test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${FUZZ_SECONDS:-600}"
+batch="${PROPTEST_CASES:-2000}"
+log_dir="$(mktemp -d)"
+trap 'rm -rf "$log_dir"' EXIT
+
+cargo test --release --test fuzz_parsers --no-run >/dev/null
+
+run() {
+    local target="$1"
+    CDQ_FUZZ_SECONDS="$seconds" PROPTEST_CASES="$batch" RUST_BACKTRACE=0 \
+        cargo test --release --test fuzz_parsers "$target" -- --exact --nocapture \
+        >"$log_dir/$target.log" 2>&1
+}
+
+targets=(fuzz_settings_parse_file fuzz_project_parse)
+status=0
+if [[ -n "${FUZZ_SERIAL:-}" ]]; then
+    for t in "${targets[@]}"; do run "$t" || status=1; done
+else
+    pids=()
+    for t in "${targets[@]}"; do
+        run "$t" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || status=1; done
+fi
+
+for t in "${targets[@]}"; do
+    if grep -q '^fuzz .*no panic' "$log_dir/$t.log"; then
+        grep '^fuzz ' "$log_dir/$t.log"
+    else
+        echo "FAILED: $t" >&2
+        # The shrunk input and the assertion; capped, as deep-nesting inputs are long.
+        grep -E 'panicked|Test failed|minimal failing input' "$log_dir/$t.log" | cut -c1-2000 >&2
+        status=1
+    fi
+done
+exit "$status"
