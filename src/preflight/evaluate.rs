@@ -579,6 +579,17 @@ fn data_dir_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
             needed,
             Some(format!("move the file away, {elsewhere}")),
         )
+    } else if !d.exists && !d.nearest_is_dir {
+        finding(
+            "data-dir",
+            Status::Fail,
+            format!(
+                "`{}` is a file, so `{path}` cannot be created",
+                d.nearest.display()
+            ),
+            needed,
+            Some(format!("move the file away, {elsewhere}")),
+        )
     } else if !d.writable {
         finding(
             "data-dir",
@@ -815,6 +826,7 @@ mod tests {
                 exists: false,
                 is_dir: false,
                 nearest: "/srv".into(),
+                nearest_is_dir: true,
                 writable: true,
                 free_mb: Some(100 * 1024),
             },
@@ -1153,6 +1165,13 @@ mod tests {
             Status::Fail,
             "is a file",
             |f, _| f.data_dir.exists = true,
+        ),
+        (
+            "data dir below a file",
+            "data-dir",
+            Status::Fail,
+            "`/srv` is a file, so `/srv/cdq/data` cannot be created",
+            |f, _| f.data_dir.nearest_is_dir = false,
         ),
         (
             "owner cap",

@@ -52,6 +52,9 @@ pub struct DirProbe {
     pub is_dir: bool,
     /// The path itself when it exists, else its nearest existing ancestor.
     pub nearest: PathBuf,
+    /// Whether `nearest` is a directory: when it is a regular file the path below it can
+    /// never be created, however writable that file is.
+    pub nearest_is_dir: bool,
     /// Whether `nearest` is writable by this process (so the directory can be made there).
     pub writable: bool,
     /// Free space for unprivileged users at `nearest`, in MiB.
@@ -287,6 +290,7 @@ pub fn probe_dir(path: &Path) -> DirProbe {
         is_dir: path.is_dir(),
         writable: rustix::fs::access(&nearest, rustix::fs::Access::WRITE_OK).is_ok(),
         free_mb: free_mb(&nearest),
+        nearest_is_dir: nearest.is_dir(),
         nearest,
     }
 }
