@@ -96,6 +96,9 @@ pub enum Command {
         /// Drive this compose file instead of the rendered one
         #[arg(long, value_name = "FILE")]
         compose: Option<PathBuf>,
+        /// Load the images of this offline bundle first (`cdq bundle save` makes one)
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
     },
     /// Stop and remove the containers and network; data and secrets stay
     Down {
@@ -152,5 +155,30 @@ pub enum Command {
         arch: Option<ArchArg>,
         #[arg(long)]
         json: bool,
+    },
+    /// Offline image bundles: save the image set to one file, load it on a host with no registry
+    Bundle {
+        #[command(subcommand)]
+        action: BundleAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleAction {
+    /// Export every image of the current image set from the local engine into one file
+    Save {
+        /// Which architecture's set [default: the host's]
+        #[arg(long, value_enum, env = "CDQ_ARCH")]
+        arch: Option<ArchArg>,
+        /// The bundle file [default: cdq-images-<arch>.bundle]
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Verify a bundle, then load the images it holds that are not present
+    Load {
+        file: PathBuf,
+        /// Load a bundle for another architecture than the host's
+        #[arg(long, value_enum)]
+        arch: Option<ArchArg>,
     },
 }

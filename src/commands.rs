@@ -22,7 +22,7 @@ pub struct Ctx {
     pub ui: Ui,
 }
 
-fn arch_of(a: ArchArg) -> Arch {
+pub fn arch_of(a: ArchArg) -> Arch {
     match a {
         ArchArg::Amd64 => Arch::Amd64,
         ArchArg::Arm64 => Arch::Arm64,
@@ -36,6 +36,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         | Command::Render { target, .. }
         | Command::Preflight { target, .. } => target.arch,
         Command::Images { arch, .. } => *arch,
+        Command::Bundle {
+            action: crate::cli::BundleAction::Save { arch, .. },
+        } => *arch,
         _ => None,
     };
     let overrides = Overrides {
@@ -67,6 +70,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             skip_preflight,
             progress,
             compose,
+            bundle,
         } => crate::stack::up(
             &ctx,
             crate::stack::UpArgs {
@@ -75,6 +79,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 skip_preflight,
                 progress,
                 compose,
+                bundle,
             },
         ),
         Command::Down {
@@ -94,6 +99,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             json,
             strict,
         } => crate::preflight::preflight_cmd(&ctx, &target, json, strict),
+        Command::Bundle { action } => crate::bundle::command(&ctx, action),
     }
 }
 

@@ -4,6 +4,7 @@
 //! preflight -> render -> project model -> observe -> plan -> execute -> ui.
 
 pub mod assets;
+pub mod bundle;
 pub mod catalog;
 pub mod cli;
 pub mod commands;

@@ -89,6 +89,8 @@ pub struct UpArgs {
     pub skip_preflight: bool,
     pub progress: cli::Progress,
     pub compose: Option<PathBuf>,
+    /// An offline bundle to load before anything else.
+    pub bundle: Option<PathBuf>,
 }
 
 pub fn up(ctx: &Ctx, a: UpArgs) -> anyhow::Result<i32> {
@@ -100,6 +102,9 @@ async fn up_async(ctx: &Ctx, a: UpArgs) -> anyhow::Result<i32> {
     let ui = &ctx.ui;
     let s = &ctx.settings;
     let engine = Arc::new(connect().await?);
+    if let Some(b) = &a.bundle {
+        crate::bundle::load_for_up(ctx, &*engine, b, &a.target, a.dry_run).await?;
+    }
 
     // Everything before the lock writes nothing: a host that fails preflight keeps no trace.
     let rendered = match &a.compose {

@@ -297,3 +297,108 @@ pub fn failure_report(f: &Failure) -> String {
     }
     out
 }
+
+// ---- byte transfers (bundle save/load) -------------------------------------------------
+
+/// Bytes moving through a long step (`cdq bundle save|load`): a bar with bytes and rate on a
+/// terminal, a plain line every ten seconds otherwise, and one closing line either way.
+pub struct Transfer {
+    what: String,
+    bar: Option<indicatif::ProgressBar>,
+    start: Instant,
+    done: std::sync::atomic::AtomicU64,
+    last_line: Mutex<Instant>,
+}
+
+impl Ui {
+    /// Starts showing a transfer of `total` bytes (None: unknown in advance).
+    pub fn transfer(&self, what: &str, total: Option<u64>) -> Transfer {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let (bar, template) = match total {
+                Some(t) => (
+                    indicatif::ProgressBar::new(t),
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
+                ),
+                None => (
+                    indicatif::ProgressBar::new_spinner(),
+                    "{spinner} {prefix} {bytes} {bytes_per_sec} {elapsed}",
+                ),
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(template)
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(what.to_string());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Transfer {
+            what: what.to_string(),
+            bar,
+            start: Instant::now(),
+            done: std::sync::atomic::AtomicU64::new(0),
+            last_line: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Transfer {
+    pub fn inc(&self, n: u64) {
+        let done = self.done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        match &self.bar {
+            Some(b) => b.inc(n),
+            None => {
+                let mut last = self.last_line.lock().expect("transfer lock");
+                if last.elapsed() >= Duration::from_secs(10) {
+                    *last = Instant::now();
+                    eprintln!("{}: {}", self.what, self.rate_text(done));
+                }
+            }
+        }
+    }
+
+    /// Ends the display with one line: bytes, time and rate.
+    pub fn finish(&self) {
+        let done = self.done.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        eprintln!("{}: {}", self.what, self.rate_text(done));
+    }
+
+    fn rate_text(&self, done: u64) -> String {
+        let secs = self.start.elapsed().as_secs_f64();
+        format!(
+            "{} in {secs:.1}s ({}/s)",
+            human_bytes(done),
+            human_bytes((done as f64 / secs.max(0.001)) as u64)
+        )
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar
+            && !b.is_finished()
+        {
+            b.abandon();
+        }
+    }
+}
+
+/// `1.2 GiB`, `340.0 MiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
