@@ -331,6 +331,39 @@ async fn run_service<E: Engine>(
     after: &[String],
 ) -> Result<Option<Ready>, Step> {
     let spec = &sh.project.services[name];
+    let hash = sh.hashes.get(name).cloned().unwrap_or_default();
+
+    // Containers are created (and their data directories prepared) at once, whatever the
+    // state of their dependencies: only the start waits. That takes create latency off
+    // every link of the dependency chain.
+    let (id, keep) = match action {
+        Action::Keep { id } => {
+            if let Some(c) = sh.observed.get(id) {
+                match (&spec.healthcheck, c.health) {
+                    (_, Some(Health::Healthy)) => {
+                        sh.progress.phase(name, &Phase::Kept);
+                        return Ok(Some(Ready::Healthy));
+                    }
+                    (None, _) => {
+                        sh.progress.phase(name, &Phase::Kept);
+                        return Ok(Some(Ready::Started));
+                    }
+                    _ => {}
+                }
+            }
+            (id.clone(), true)
+        }
+        Action::Start { id } => (id.clone(), false),
+        Action::Create => (create(sh, name, spec, &hash).await?, false),
+        Action::Recreate { id, .. } => {
+            sh.progress.phase(name, &Phase::Removing);
+            let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
+            sh.engine.stop_container(id, grace).await?;
+            sh.engine.remove_container(id).await?;
+            (create(sh, name, spec, &hash).await?, false)
+        }
+    };
+
     if !after.is_empty() {
         sh.progress
             .phase(name, &Phase::Waiting { on: after.to_vec() });
@@ -368,44 +401,15 @@ async fn run_service<E: Engine>(
         }
     }
 
-    let engine = &sh.engine;
-    let hash = sh.hashes.get(name).cloned().unwrap_or_default();
     // Subscribe before starting so the start's health events are seen.
     let events = sh.events.subscribe();
-    let id = match action {
-        Action::Keep { id } => {
-            if let Some(c) = sh.observed.get(id) {
-                match (&spec.healthcheck, c.health) {
-                    (_, Some(Health::Healthy)) => {
-                        sh.progress.phase(name, &Phase::Kept);
-                        return Ok(Some(Ready::Healthy));
-                    }
-                    (None, _) => {
-                        sh.progress.phase(name, &Phase::Kept);
-                        return Ok(Some(Ready::Started));
-                    }
-                    _ => {}
-                }
-            }
-            id.clone()
-        }
-        Action::Start { id } => {
-            start(sh, name, spec, id).await?;
-            id.clone()
-        }
-        Action::Create => create_and_start(sh, name, spec, &hash).await?,
-        Action::Recreate { id, .. } => {
-            sh.progress.phase(name, &Phase::Removing);
-            let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
-            engine.stop_container(id, grace).await?;
-            engine.remove_container(id).await?;
-            create_and_start(sh, name, spec, &hash).await?
-        }
-    };
+    if !keep {
+        start(sh, name, spec, &id).await?;
+    }
     wait_ready(sh, name, spec, &id, events).await
 }
 
-async fn create_and_start<E: Engine>(
+async fn create<E: Engine>(
     sh: &Shared<E>,
     name: &str,
     spec: &ServiceSpec,
@@ -434,7 +438,6 @@ async fn create_and_start<E: Engine>(
         }
         Err(e) => return Err(e.into()),
     };
-    start(sh, name, spec, &id).await?;
     Ok(id)
 }
 
