@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes cdq's two input parsers (settings: cdq.yaml; project: a compose file) for a set
 # time each, with the proptest generators in tests/fuzz_parsers.rs, and prints how many
-# cases each ran. A panic (or an input slower than 5 s) fails the run and prints the
+# cases each ran. A panic (or an input slower than 30 s: a hang) fails the run and prints the
 # shrunk input: fix it and keep it as a `regression_*` test in tests/fuzz_parsers.rs.
 #
 #   scripts/fuzz.sh                 # 600 s per target, both targets at once
