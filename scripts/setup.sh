@@ -51,6 +51,7 @@ done
 
 # The kit skips every image whose recipe is unchanged, so this is cheap when built.
 scripts/build-local-images.sh
-# The full arm64 kit: tests/arm64_e2e.rs deploys all nine under qemu. Built under emulation,
-# it takes ~20 minutes on a fresh 2-core machine (the arm64 rootfs is cached afterwards).
+# The full arm64 kit (the arm64 image set for bundles; tests/arm64_e2e.rs deploys six of it
+# under qemu, all but mysql and what needs it). Built under emulation, it takes ~20 minutes
+# on a fresh 2-core machine (the arm64 rootfs is cached afterwards; a re-run skips in ~10 s).
 scripts/build-local-images.sh --arch arm64
