@@ -661,7 +661,7 @@ fn image_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         let missing_fix = if r.registry {
             format!("pull it from the mirror: `docker pull {}`", img.reference)
         } else if r.image_set == "local" {
-            "build the local kit: `scripts/build-local-images.sh`".to_string()
+            format!("build the local kit: `scripts/build-local-images.sh --arch {want}`")
         } else {
             format!(
                 "load it from an offline archive: `docker load -i FILE` (online: `docker pull {}`)",
