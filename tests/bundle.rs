@@ -299,3 +299,34 @@ async fn save_refuses_missing_images_and_the_wrong_arch() {
         "no temporary files left"
     );
 }
+
+#[tokio::test]
+async fn a_layer_shared_at_another_depth_is_stored_once_through_dockers_symlink() {
+    // Docker names layer directories by their chain, so a layer under another parent gets a
+    // second directory whose `layer.tar` is a symlink to the first copy.
+    let source = FakeEngine::new();
+    let shared = layer(7, 400_000);
+    let top = layer(8, 1000);
+    let a = source.add_image_with_layers("cdq-test/a:1", "amd64", "", &[&shared]);
+    let b = source.add_image_with_layers("cdq-test/b:1", "amd64", "", &[&top, &shared]);
+    let images = vec![
+        ("a".to_string(), "cdq-test/a:1".to_string()),
+        ("b".to_string(), "cdq-test/b:1".to_string()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.bundle");
+    bundle::save(&source, &images, Arch::Amd64, &path, &UI)
+        .await
+        .unwrap();
+    let m = Bundle::open(&path).unwrap().manifest;
+    assert_eq!(m.blobs.len(), 4, "two configs, two layers: {:#?}", m.blobs);
+    assert_eq!(m.images[1].layers.len(), 2);
+    assert_eq!(m.images[1].layers[1], m.images[0].layers[0]);
+
+    let target = FakeEngine::new();
+    bundle::load(&target, &path, &amd64_host(), false, &UI)
+        .await
+        .unwrap();
+    assert_eq!(target.image("cdq-test/a:1").await.unwrap(), Some(a));
+    assert_eq!(target.image("cdq-test/b:1").await.unwrap(), Some(b));
+}
