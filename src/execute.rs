@@ -601,6 +601,26 @@ async fn hand_over<E: Engine>(
 /// How long a service without a healthcheck must keep running to count as started.
 const SETTLE: Duration = Duration::from_secs(1);
 
+/// When cdq probes a starting service itself: soon after the start, then once a second.
+const PROBE_DELAYS: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+];
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The healthcheck as a command to exec: `CMD a b` runs `a b`, `CMD-SHELL s` runs `sh -c s`.
+fn probe_command(h: &crate::project::Healthcheck) -> Option<Vec<String>> {
+    match h.test.split_first() {
+        Some((kind, rest)) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+        Some((kind, [cmd])) if kind == "CMD-SHELL" => {
+            Some(vec!["/bin/sh".into(), "-c".into(), cmd.clone()])
+        }
+        _ => None,
+    }
+}
+
 /// Waits for the container to be healthy (or running, without a healthcheck), failing at
 /// once if it exits and at its deadline otherwise.
 async fn wait_ready<E: Engine>(
@@ -627,6 +647,20 @@ async fn wait_ready<E: Engine>(
     if has_check {
         sh.progress.phase(name, &Phase::Checking);
     }
+    // cdq runs the healthcheck itself while the service starts: the daemon's first probe
+    // comes a whole `interval` after the start, and one passing probe is what makes the
+    // daemon call it healthy too. A failing early probe is not a verdict: only the daemon's
+    // health, an exit or the deadline end the wait.
+    let probe = if has_check {
+        spec.healthcheck.as_ref().and_then(probe_command)
+    } else {
+        None
+    };
+    let probe_timeout = spec.healthcheck.as_ref().map_or(PROBE_TIMEOUT, |h| {
+        h.timeout.clamp(Duration::from_secs(1), PROBE_TIMEOUT)
+    });
+    let mut probes = 0usize;
+    let mut next_probe = Instant::now() + PROBE_DELAYS[0];
     loop {
         // `None` means: look at the container now.
         let look = tokio::select! {
@@ -652,6 +686,18 @@ async fn wait_ready<E: Engine>(
                 Err(broadcast::error::RecvError::Closed) => { tokio::time::sleep(sh.opts.poll).await; true }
             },
             _ = poll.tick() => true,
+            _ = tokio::time::sleep_until(next_probe), if probe.is_some() => {
+                let cmd = probe.as_deref().unwrap_or_default();
+                probes += 1;
+                next_probe = Instant::now() + PROBE_DELAYS[probes.min(PROBE_DELAYS.len() - 1)];
+                match sh.engine.exec(id, cmd, probe_timeout).await {
+                    Ok((0, _)) => return healthy(sh, name, started),
+                    Ok(_) => false,
+                    // Not running (any more): the inspect below says why.
+                    Err(EngineError::Conflict(_) | EngineError::NotFound(_)) => true,
+                    Err(e) => return Err(e.into()),
+                }
+            }
             _ = tokio::time::sleep_until(settled.unwrap_or(deadline)), if settled.is_some() => true,
             _ = tokio::time::sleep_until(deadline) => {
                 return Err(fail(sh, name, id, Reason::Timeout { after: deadline - started }).await);

@@ -285,6 +285,7 @@ contract!(
     missing_image,
     port_taken,
     run_oneoff,
+    exec,
 );
 
 async fn info<E: Engine>(ctx: Ctx<E>) {
@@ -470,6 +471,45 @@ async fn exit_code<E: Engine>(ctx: Ctx<E>) {
     );
     assert!(!c.oom_killed);
     assert!(!ctx.e.logs(&id, 10).await.unwrap().is_empty());
+}
+
+/// `exec` answers as the healthcheck would (the probe cdq runs itself), and refuses a
+/// container that is not running.
+async fn exec<E: Engine>(ctx: Ctx<E>) {
+    ctx.network().await;
+    let svc = ctx.redis("prober", free_port());
+    let id = ctx
+        .e
+        .create_container(&ctx.create_spec(&svc))
+        .await
+        .unwrap();
+    let ping = vec!["redis-cli".to_string(), "ping".to_string()];
+    let refused = ctx.e.exec(&id, &ping, Duration::from_secs(5)).await;
+    assert!(
+        matches!(refused, Err(EngineError::Conflict(_))),
+        "{refused:?}"
+    );
+    ctx.e.start_container(&id).await.unwrap();
+    // redis answers within moments of its start; the daemon's own first probe is a whole
+    // interval later.
+    let mut answer = (1, String::new());
+    for _ in 0..50 {
+        answer = ctx
+            .e
+            .exec(&id, &ping, Duration::from_secs(5))
+            .await
+            .unwrap();
+        if answer.0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer.0, 0, "{answer:?}");
+    ctx.e
+        .stop_container(&id, Duration::from_secs(2))
+        .await
+        .unwrap();
+    ctx.e.remove_container(&id).await.unwrap();
 }
 
 async fn name_conflict<E: Engine>(ctx: Ctx<E>) {

@@ -418,3 +418,22 @@ async fn a_leftover_temp_data_dir_is_redone_not_trusted() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn cdq_probes_a_starting_service_itself_instead_of_waiting_an_interval() {
+    let d = tempfile::tempdir().unwrap();
+    let p = project(
+        d.path(),
+        "services:\n  a:\n    image: img\n    healthcheck: { test: [\"CMD\", \"true\"], interval: 10s, timeout: 1s, retries: 3 }\n",
+    );
+    let e = engine_with(&["img"], "");
+    let (r, rec) = run(&e, &p, Options::default(), no_cancel()).await;
+    assert_eq!(r.unwrap(), Outcome::Done);
+    let healthy = rec
+        .first("a", |p| matches!(p, Phase::Healthy { .. }))
+        .unwrap();
+    assert!(
+        healthy < Duration::from_secs(1),
+        "waited for the daemon's first probe: {healthy:?}"
+    );
+}

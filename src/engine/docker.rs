@@ -823,6 +823,55 @@ impl Engine for Docker {
         Ok(out)
     }
 
+    async fn exec(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<(i64, String)> {
+        let run = async {
+            let created = self
+                .client
+                .create_exec(
+                    id,
+                    bollard::exec::CreateExecOptions {
+                        cmd: Some(cmd.to_vec()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.map_err(e, id))?;
+            let mut output = String::new();
+            if let bollard::exec::StartExecResults::Attached {
+                output: mut out, ..
+            } = self
+                .client
+                .start_exec(&created.id, None::<bollard::exec::StartExecOptions>)
+                .await
+                .map_err(|e| self.map_err(e, id))?
+            {
+                while let Some(chunk) = out.next().await {
+                    match chunk {
+                        Ok(c) => output.push_str(&String::from_utf8_lossy(&c.into_bytes())),
+                        Err(e) => return Err(self.map_err(e, id)),
+                    }
+                }
+            }
+            let code = self
+                .client
+                .inspect_exec(&created.id)
+                .await
+                .map_err(|e| self.map_err(e, id))?
+                .exit_code
+                .unwrap_or(-1);
+            Ok((code, output.trim().to_string()))
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Ok((
+                -1,
+                format!("probe timed out after {}s", timeout.as_secs_f64()),
+            )),
+        }
+    }
+
     fn export_images(&self, references: &[String]) -> ByteStream {
         let this = self.clone();
         let what = references.join(", ");

@@ -72,6 +72,7 @@ pub enum Op {
     FollowLogs,
     Events,
     RunOneoff,
+    Exec,
     Export,
     Import,
 }
@@ -106,6 +107,8 @@ struct FakeContainer {
     logs: Vec<String>,
     /// Bumped on every start and stop, so a stale transition task cannot apply.
     run: u64,
+    /// When it last started (tokio's clock), for probes run with `exec`.
+    started: Option<Instant>,
     task: Option<AbortHandle>,
 }
 
@@ -405,6 +408,7 @@ impl FakeEngine {
         fc.c.exit_code = None;
         fc.c.oom_killed = false;
         fc.c.started_at = Some(started_at);
+        fc.started = Some(Instant::now());
         fc.c.ports = fc.publish.clone();
         fc.logs.push(format!("fake: {} started", fc.c.name));
         let run = fc.run;
@@ -895,6 +899,7 @@ impl Engine for FakeEngine {
                 publish,
                 logs: Vec::new(),
                 run: 0,
+                started: None,
                 task: None,
             },
         );
@@ -1067,6 +1072,27 @@ impl Engine for FakeEngine {
             self.send(&st, send(kind));
         }
         Ok((code, output))
+    }
+
+    /// Answers as the container's healthcheck would now: its behaviour decides. Not recorded
+    /// in `calls()`: a probe changes nothing.
+    async fn exec(&self, id: &str, _cmd: &[String], _timeout: Duration) -> Result<(i64, String)> {
+        let st = self.enter(Op::Exec, None)?;
+        let fc = st
+            .containers
+            .get(id)
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if fc.c.state != RunState::Running {
+            return Err(EngineError::Conflict(format!(
+                "container {id} is not running"
+            )));
+        }
+        let up_for = fc.started.map(|t| t.elapsed()).unwrap_or_default();
+        Ok(match Self::behavior_for(&st, &fc.c) {
+            Behavior::HealthyAfter(d) if up_for >= d => (0, String::new()),
+            Behavior::NeverHealthy { probe_output } => (1, probe_output),
+            _ => (1, "fake: not ready".to_string()),
+        })
     }
 
     fn export_images(&self, references: &[String]) -> ByteStream {

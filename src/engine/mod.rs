@@ -232,6 +232,15 @@ pub trait Engine: Send + Sync + 'static {
     fn events(&self, project: &str) -> EventStream;
     /// Runs a one-off container to completion and removes it; returns its exit code and output.
     fn run_oneoff(&self, spec: &OneOff) -> impl Future<Output = Result<(i64, String)>> + Send;
+    /// Runs `cmd` in a running container and waits for it, at most `timeout`; returns its
+    /// exit code and output. cdq probes a starting service with its own healthcheck command
+    /// this way, so it need not wait a whole `interval` for the daemon's first probe.
+    fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(i64, String)>> + Send;
     /// A `docker save` tar of these references (`GET /images/get`): one config and one
     /// `manifest.json` entry per image, each layer once however many images share it.
     fn export_images(&self, references: &[String]) -> ByteStream;
