@@ -440,7 +440,11 @@ pub fn parse(
         err(file, m).hint(hint)
     })?;
     let name = raw.name.unwrap_or_else(|| default_name.to_string());
-    crate::settings::validate_project(&name)?;
+    // Name the file: `name:` may come from a user's `--compose FILE`, not cdq.yaml.
+    crate::settings::validate_project(&name).map_err(|e| CdqError {
+        message: format!("`{}`: `name`: {}", file.display(), e.message),
+        ..e
+    })?;
 
     let mut services = BTreeMap::new();
     for (sname, r) in raw.services {

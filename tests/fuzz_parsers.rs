@@ -922,3 +922,16 @@ fn regression_compose_duration_past_u64_seconds_is_a_usage_error() {
         );
     }
 }
+
+/// Found by the fuzzer (38,000 cases in): an invalid `name:` in a compose file was
+/// reported without the file (`project name `Demo` is not valid`), unlike every other
+/// compose error; with `--compose FILE` the user could not tell which file was meant.
+#[test]
+fn regression_invalid_compose_name_names_the_file() {
+    let e = compose_err("name: Demo\nservices:\n  a:\n    image: x\n");
+    assert_eq!(
+        e.message,
+        format!("`{COMPOSE_FILE}`: `name`: project name `Demo` is not valid")
+    );
+    assert!(e.hint.unwrap().starts_with("use lowercase letters"));
+}
