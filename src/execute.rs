@@ -651,11 +651,12 @@ async fn wait_ready<E: Engine>(
     // comes a whole `interval` after the start, and one passing probe is what makes the
     // daemon call it healthy too. A failing early probe is not a verdict: only the daemon's
     // health, an exit or the deadline end the wait.
-    let probe = if has_check {
+    let mut probe = if has_check {
         spec.healthcheck.as_ref().and_then(probe_command)
     } else {
         None
     };
+    let mut released = false;
     let probe_timeout = spec.healthcheck.as_ref().map_or(PROBE_TIMEOUT, |h| {
         h.timeout.clamp(Duration::from_secs(1), PROBE_TIMEOUT)
     });
@@ -666,7 +667,7 @@ async fn wait_ready<E: Engine>(
         let look = tokio::select! {
             ev = events.recv() => match ev {
                 Ok(ev) if ev.container_id == id => match ev.kind {
-                    EventKind::Health(Health::Healthy) if has_check => return healthy(sh, name, started),
+                    EventKind::Health(Health::Healthy) if has_check => return healthy(sh, name, started, released),
                     EventKind::Start if !has_check => {
                         settled.get_or_insert(Instant::now() + SETTLE);
                         false
@@ -691,7 +692,15 @@ async fn wait_ready<E: Engine>(
                 probes += 1;
                 next_probe = Instant::now() + PROBE_DELAYS[probes.min(PROBE_DELAYS.len() - 1)];
                 match sh.engine.exec(id, cmd, probe_timeout).await {
-                    Ok((0, _)) => return healthy(sh, name, started),
+                    // Its dependents may start now; `up` itself still waits for the daemon
+                    // to agree, so `cdq status` right after says healthy too.
+                    Ok((0, _)) => {
+                        sh.ready[name].send_replace(Ready::Healthy);
+                        sh.progress.phase(name, &Phase::Healthy { elapsed: started.elapsed() });
+                        released = true;
+                        probe = None;
+                        false
+                    }
                     Ok(_) => false,
                     // Not running (any more): the inspect below says why.
                     Err(EngineError::Conflict(_) | EngineError::NotFound(_)) => true,
@@ -739,7 +748,7 @@ async fn wait_ready<E: Engine>(
                 .await);
             }
             (RunState::Running, Some(Health::Healthy)) if has_check => {
-                return healthy(sh, name, started);
+                return healthy(sh, name, started, released);
             }
             (RunState::Running, _) if !has_check => match settled {
                 Some(at) if Instant::now() >= at => return running(sh, name),
@@ -764,13 +773,21 @@ async fn wait_ready<E: Engine>(
     }
 }
 
-fn healthy<E: Engine>(sh: &Shared<E>, name: &str, started: Instant) -> Result<Option<Ready>, Step> {
-    sh.progress.phase(
-        name,
-        &Phase::Healthy {
-            elapsed: started.elapsed(),
-        },
-    );
+/// `reported`: cdq's own probe already said so (and released the dependents).
+fn healthy<E: Engine>(
+    sh: &Shared<E>,
+    name: &str,
+    started: Instant,
+    reported: bool,
+) -> Result<Option<Ready>, Step> {
+    if !reported {
+        sh.progress.phase(
+            name,
+            &Phase::Healthy {
+                elapsed: started.elapsed(),
+            },
+        );
+    }
     Ok(Some(Ready::Healthy))
 }
 
