@@ -247,11 +247,23 @@ async fn up_async(ctx: &Ctx, a: UpArgs) -> anyhow::Result<i32> {
                 .first()
                 .copied()
                 .unwrap_or(failures[0].service.as_str());
-            Err(CdqError::new(Kind::Unhealthy, format!("{} did not become healthy", quote_list(&roots)))
-                .hint(format!(
+            // A service that never ran has no logs to point at.
+            let ran = failures
+                .iter()
+                .any(|f| f.service == first && f.state.is_some());
+            let hint = if ran {
+                format!(
                     "see `cdq logs {first}`; fix the cause and run `cdq up` again (healthy services stay up)"
-                ))
-                .into())
+                )
+            } else {
+                "fix the cause above and run `cdq up` again (healthy services stay up)".to_string()
+            };
+            Err(CdqError::new(
+                Kind::Unhealthy,
+                format!("{} did not become healthy", quote_list(&roots)),
+            )
+            .hint(hint)
+            .into())
         }
     }
 }
