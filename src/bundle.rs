@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -227,35 +228,55 @@ pub async fn save<E: Engine>(
     let frames_path = tmp.frames.clone();
     let progress = ui.transfer("saving", None);
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, String>>(16);
+    let cancel = Arc::new(AtomicBool::new(false));
     // A thread of its own: the current-thread runtime keeps reading the export meanwhile.
     let pack_thread = {
         let frames_path = frames_path.clone();
         let progress = Arc::new(progress);
         let p = progress.clone();
-        let handle = std::thread::spawn(move || pack(ChannelReader::new(rx), &frames_path, &p));
+        let cancel = cancel.clone();
+        let handle =
+            std::thread::spawn(move || pack(ChannelReader::new(rx), &frames_path, &p, &cancel));
         (handle, progress)
     };
     let mut export = engine.export_images(&references);
     let mut export_err = None;
-    while let Some(piece) = export.next().await {
-        match piece {
-            Ok(b) => {
-                if tx.send(Ok(b)).await.is_err() {
-                    break; // the packer failed; its error says why
+    let forward = async {
+        while let Some(piece) = export.next().await {
+            match piece {
+                Ok(b) => {
+                    if tx.send(Ok(b)).await.is_err() {
+                        break; // the packer failed; its error says why
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    export_err = Some(e);
+                    break;
                 }
             }
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string())).await;
-                export_err = Some(e);
-                break;
-            }
         }
+    };
+    // Ctrl-C: stop feeding the packer so the temporary files are removed on the way out.
+    let interrupted = tokio::select! {
+        () = forward => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    if interrupted {
+        cancel.store(true, Ordering::Relaxed);
     }
     drop(tx);
     let (handle, progress) = pack_thread;
     let packed = handle
         .join()
         .map_err(|_| anyhow::anyhow!("the bundle writer panicked"))?;
+    if interrupted {
+        return Err(CdqError::new(
+            crate::error::Kind::Interrupted,
+            format!("interrupted: `{}` was not written", out.display()),
+        )
+        .into());
+    }
     if let Some(e) = export_err {
         return Err(crate::stack::engine_error(e));
     }
@@ -456,7 +477,12 @@ impl<R: Read> Read for Counting<'_, R> {
 
 /// Reads a `docker save` tar, writes each distinct blob once into zstd frames at
 /// `frames_path`, and returns where everything went.
-fn pack(input: impl Read, frames_path: &Path, progress: &Transfer) -> anyhow::Result<Packed> {
+fn pack(
+    input: impl Read,
+    frames_path: &Path,
+    progress: &Transfer,
+    cancel: &AtomicBool,
+) -> anyhow::Result<Packed> {
     let out = File::create(frames_path)
         .with_context(|| format!("creating `{}`", frames_path.display()))?;
     let mut counting = Counting {
@@ -469,7 +495,7 @@ fn pack(input: impl Read, frames_path: &Path, progress: &Transfer) -> anyhow::Re
     let mut manifest_json = None;
     let mut blobs: Vec<Blob> = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let chunks = Compressor::run(out, |sink| -> anyhow::Result<()> {
+    let chunks = Compressor::run(out, cancel, |sink| -> anyhow::Result<()> {
         let mut archive = tar::Archive::new(&mut counting);
         for entry in archive.entries().context("reading the export")? {
             let mut entry = entry.context("reading the export")?;
@@ -549,19 +575,23 @@ fn workers() -> usize {
 struct Compressor;
 
 /// Where `pack` puts raw payload bytes.
-struct Sink {
+struct Sink<'a> {
     buf: Vec<u8>,
     position: u64,
     next: usize,
     jobs: mpsc::SyncSender<(usize, Vec<u8>)>,
+    cancel: &'a AtomicBool,
 }
 
-impl Sink {
+impl Sink<'_> {
     fn position(&self) -> u64 {
         self.position
     }
 
     fn write(&mut self, mut data: &[u8]) -> anyhow::Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            anyhow::bail!("interrupted");
+        }
         self.position += data.len() as u64;
         while !data.is_empty() {
             let n = (CHUNK - self.buf.len()).min(data.len());
@@ -592,6 +622,7 @@ impl Compressor {
     /// the frames to `out` in order. Returns one `Chunk` per frame.
     fn run(
         out: File,
+        cancel: &AtomicBool,
         produce: impl FnOnce(&mut Sink) -> anyhow::Result<()>,
     ) -> anyhow::Result<Vec<Chunk>> {
         let n = workers();
@@ -606,6 +637,11 @@ impl Compressor {
                     loop {
                         let job = jobs_rx.lock().expect("job queue").recv();
                         let Ok((i, raw)) = job else { break };
+                        // Cancelled: keep taking jobs (a producer may be waiting on a full
+                        // queue) but do not compress them.
+                        if cancel.load(Ordering::Relaxed) {
+                            continue;
+                        }
                         let frame = ruzstd::encoding::compress_to_vec(
                             raw.as_slice(),
                             ruzstd::encoding::CompressionLevel::Fastest,
@@ -643,6 +679,7 @@ impl Compressor {
                 position: 0,
                 next: 0,
                 jobs: jobs_tx,
+                cancel,
             };
             let produced = produce(&mut sink).and_then(|()| sink.flush());
             drop(sink);
@@ -650,6 +687,9 @@ impl Compressor {
                 .join()
                 .map_err(|_| anyhow::anyhow!("the bundle writer panicked"))?;
             produced?;
+            if cancel.load(Ordering::Relaxed) {
+                anyhow::bail!("interrupted");
+            }
             written
         })
     }
@@ -1347,6 +1387,54 @@ mod tests {
         assert!(fa.len() < a.len() / 4, "compressible data compresses");
         assert_eq!(decompress(&fa, a.len()).unwrap(), a);
         assert!(decompress(&fa, a.len() + 1).is_err());
+    }
+
+    #[test]
+    fn compression_runs_in_order_and_a_cancelled_run_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frames");
+        let data: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| (i % 7) as u8).collect();
+        let never = AtomicBool::new(false);
+        let chunks = Compressor::run(File::create(&path).unwrap(), &never, |sink| {
+            sink.write(&data)
+        })
+        .unwrap();
+        let raw: Vec<u64> = chunks.iter().map(|c| c.raw_size).collect();
+        assert_eq!(raw, [CHUNK as u64, CHUNK as u64, 10]);
+        let frames = std::fs::read(&path).unwrap();
+        assert_eq!(
+            frames.len() as u64,
+            chunks.iter().map(|c| c.size).sum::<u64>()
+        );
+        let mut at = 0;
+        let mut back = Vec::new();
+        for c in &chunks {
+            let f = &frames[at..at + c.size as usize];
+            assert_eq!(sha256_hex(f), c.sha256);
+            back.extend(decompress(f, c.raw_size as usize).unwrap());
+            at += c.size as usize;
+        }
+        assert_eq!(back, data);
+
+        // Cancelled with more chunks queued than there are workers: the producer must not
+        // wait forever on a full queue (Ctrl-C during a save once hung exactly so).
+        let (done_tx, done_rx) = mpsc::channel();
+        let path2 = dir.path().join("frames2");
+        std::thread::spawn(move || {
+            let cancel = AtomicBool::new(true);
+            let r = Compressor::run(File::create(&path2).unwrap(), &cancel, |sink| {
+                for _ in 0..(4 * workers() + 4) {
+                    sink.buf = vec![1; 16];
+                    sink.flush()?;
+                }
+                Ok(())
+            });
+            let _ = done_tx.send(r.is_err());
+        });
+        let errored = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a cancelled compression ends");
+        assert!(errored, "a cancelled run reports it lost chunks");
     }
 
     #[test]
