@@ -66,7 +66,8 @@ def redis_service(deps, interval="1s"):
     svc = {
         "image": REDIS,
         "command": ["redis-server", "--save", "", "--appendonly", "no"],
-        "healthcheck": {"test": ["CMD", "redis-cli", "ping"], "interval": interval, "timeout": "1s", "retries": 30},
+        # A 3 s timeout: fifty probes a second on two cores can take longer than 1 s.
+        "healthcheck": {"test": ["CMD", "redis-cli", "ping"], "interval": interval, "timeout": "3s", "retries": 30},
     }
     if deps:
         svc["depends_on"] = {d: {"condition": "service_healthy"} for d in deps}

@@ -170,6 +170,7 @@ struct Shared<E> {
     port_lock: Mutex<()>,
     /// Data directories are prepared one at a time (they may share parents).
     dir_lock: Mutex<()>,
+    probes: tokio::sync::Semaphore,
     cancel: watch::Receiver<bool>,
 }
 
@@ -229,6 +230,7 @@ pub async fn execute<E: Engine>(
         ready,
         port_lock: Mutex::new(()),
         dir_lock: Mutex::new(()),
+        probes: tokio::sync::Semaphore::new(PROBES_AT_ONCE),
         cancel: cancel.clone(),
     });
 
@@ -601,13 +603,17 @@ async fn hand_over<E: Engine>(
 /// How long a service without a healthcheck must keep running to count as started.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// When cdq probes a starting service itself: soon after the start, then once a second.
-const PROBE_DELAYS: [Duration; 4] = [
+/// When cdq probes a starting service itself: soon after the start, then every 2 s.
+const PROBE_DELAYS: [Duration; 5] = [
     Duration::from_millis(100),
     Duration::from_millis(250),
     Duration::from_millis(500),
     Duration::from_secs(1),
+    Duration::from_secs(2),
 ];
+/// At most this many of cdq's own probes run at once: on a big stack and a small host they
+/// must add little to the daemon's own probes.
+const PROBES_AT_ONCE: usize = 4;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The healthcheck as a command to exec: `CMD a b` runs `a b`, `CMD-SHELL s` runs `sh -c s`.
@@ -691,7 +697,10 @@ async fn wait_ready<E: Engine>(
                 let cmd = probe.as_deref().unwrap_or_default();
                 probes += 1;
                 next_probe = Instant::now() + PROBE_DELAYS[probes.min(PROBE_DELAYS.len() - 1)];
-                match sh.engine.exec(id, cmd, probe_timeout).await {
+                let permit = sh.probes.acquire().await.expect("the semaphore is never closed");
+                let result = sh.engine.exec(id, cmd, probe_timeout).await;
+                drop(permit);
+                match result {
                     // Its dependents may start now; `up` itself still waits for the daemon
                     // to agree, so `cdq status` right after says healthy too.
                     Ok((0, _)) => {
