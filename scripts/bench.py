@@ -185,6 +185,20 @@ def alternate(rounds, fn):
     return out
 
 
+def up_rounds(stack, rounds):
+    """Timed `up` from nothing, then an untimed `down`, alternating cdq and compose."""
+
+    def one(who, r):
+        secs = stack.up(who)[0]
+        stack.down(who)
+        return secs
+
+    try:
+        return alternate(rounds, one)
+    finally:
+        stack.clean()
+
+
 def row(case, res, target=None, met=None):
     c, d = res["cdq"], res["dc"]
     ratios = [a / b for a, b in zip(c, d) if b > 0]
@@ -271,35 +285,12 @@ def case_full_stack(root, rounds, results, extra):
 
 
 def case_chain(root, rounds, results, extra):
-    doc = chain(8)
-    stack = Stack(root, "cdqb-chain", doc)
-
-    def one(who, r):
-        secs = stack.up(who)[0]
-        stack.down(who)
-        return secs
-
-    try:
-        res = alternate(rounds, one)
-    finally:
-        stack.clean()
+    res = up_rounds(Stack(root, "cdqb-chain", chain(8)), rounds)
     results.append(row("2. 8-deep chain of redis, 1 s probes (s)", res, "ratio <= 0.75", lambda m, r: r <= 0.75))
-    return stack
 
 
 def case_grid(root, rounds, results, extra):
-    doc = grid(50)
-    stack = Stack(root, "cdqb-grid50", doc)
-
-    def one(who, r):
-        secs = stack.up(who)[0]
-        stack.down(who)
-        return secs
-
-    try:
-        res = alternate(rounds, one)
-    finally:
-        stack.clean()
+    res = up_rounds(Stack(root, "cdqb-grid50", grid(50)), rounds)
     results.append(row("3. 50 services, wide and deep (s)", res, "ratio <= 0.8", lambda m, r: r <= 0.8))
     growth = {}
     for n in (10, 50, 100):
