@@ -7,71 +7,12 @@
 //! mounts and image tags the test made, pass or fail. A missing prerequisite (no daemon,
 //! no kit image, no root for `mount`) fails the test: none of them skips.
 
+mod common;
+
+use common::{CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, run};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-const CDQ: &str = env!("CARGO_BIN_EXE_cdq");
-
-/// Variables cdq reads as flags: a developer's shell must not change what a test drives.
-const CDQ_ENV: [&str; 9] = [
-    "CDQ_DIR",
-    "CDQ_CONFIG",
-    "CDQ_PROJECT_NAME",
-    "CDQ_IMAGES",
-    "CDQ_DATA_DIR",
-    "CDQ_TEMPLATES",
-    "CDQ_ARCH",
-    "CDQ_HOST_IP",
-    "DOCKER_HOST",
-];
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn run(cmd: &mut Command) -> Out {
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-fn docker(args: &[&str]) -> Out {
-    run(Command::new("docker").args(args))
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let o = docker(args);
-    assert_eq!(o.code, Some(0), "`docker {}` failed: {o}", args.join(" "));
-    o.stdout.trim().to_string()
-}
-
-/// Four ports the kernel just handed out, for `ports:` in cdq.yaml, so preflight's port
-/// checks pass whatever else runs on this host.
-fn free_ports() -> [u16; 4] {
-    let l: Vec<std::net::TcpListener> = (0..4)
-        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("binding an ephemeral port"))
-        .collect();
-    std::array::from_fn(|i| l[i].local_addr().unwrap().port())
-}
 
 /// One test's project: a temp root holding `cdq.yaml` (outside the deploy dir, so "nothing
 /// created" can be checked on the deploy dir itself), the deploy dir, and what to undo.

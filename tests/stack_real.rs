@@ -14,17 +14,17 @@
 //! The full stack takes ~20 s to start here, so the scenarios that can share one stack do
 //! (`full_stack_lifecycle`); the rest each start their own.
 
+mod common;
+
+use common::{CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, run};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const CDQ: &str = env!("CARGO_BIN_EXE_cdq");
 
 const SERVICES: [&str; 9] = [
     "elasticsearch",
@@ -37,68 +37,6 @@ const SERVICES: [&str; 9] = [
     "ucenter",
     "zookeeper",
 ];
-
-/// Variables cdq reads as flags: a developer's shell must not change what a test drives.
-const CDQ_ENV: [&str; 10] = [
-    "CDQ_DIR",
-    "CDQ_CONFIG",
-    "CDQ_PROJECT_NAME",
-    "CDQ_IMAGES",
-    "CDQ_DATA_DIR",
-    "CDQ_TEMPLATES",
-    "CDQ_ARCH",
-    "CDQ_HOST_IP",
-    "DOCKER_DEFAULT_PLATFORM",
-    "COMPOSE_PROJECT_NAME",
-];
-
-// ---- processes ------------------------------------------------------------------------
-
-/// A finished command, printable in assertion messages.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} after {:.1}s\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code,
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-fn run(cmd: &mut Command) -> Out {
-    let t0 = Instant::now();
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        took: t0.elapsed(),
-    }
-}
-
-fn docker(args: &[&str]) -> Out {
-    run(Command::new("docker").args(args))
-}
-
-/// Runs docker and panics with its output unless it succeeds.
-fn docker_ok(args: &[&str]) -> String {
-    let o = docker(args);
-    assert_eq!(o.code, Some(0), "`docker {}` failed: {o}", args.join(" "));
-    o.stdout.trim().to_string()
-}
 
 /// A cdq process running in the background whose output is collected as it arrives, so a
 /// test can act at a known point of its progress (send a signal, start a rival).
@@ -192,13 +130,6 @@ fn unique(test: &str) -> String {
 
 /// Ports the kernel just handed out on every interface, so no other test (or service on
 /// this host) holds them; the listeners are all open at once so the four differ.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("0.0.0.0:0").expect("binding an ephemeral port"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
-
 /// Unix seconds of an RFC 3339 UTC time as Docker writes it (`2026-11-22T23:48:56.69Z`).
 fn unix_seconds(s: &str) -> f64 {
     let bad = || -> ! { panic!("not an RFC 3339 UTC time: {s:?}") };
