@@ -9,62 +9,12 @@
 //! same id" is checked on the tag. A [`Guard`] runs `cdq down`, removes whatever still
 //! carries the project's label and untags, pass or fail.
 
+mod common;
+
+use common::{CDQ, CDQ_ENV, Out, docker, run};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-const CDQ: &str = env!("CARGO_BIN_EXE_cdq");
-
-/// Variables cdq reads as flags: a developer's shell must not change what a test drives.
-const CDQ_ENV: [&str; 8] = [
-    "CDQ_DIR",
-    "CDQ_CONFIG",
-    "CDQ_PROJECT_NAME",
-    "CDQ_IMAGES",
-    "CDQ_DATA_DIR",
-    "CDQ_TEMPLATES",
-    "CDQ_ARCH",
-    "CDQ_HOST_IP",
-];
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} after {:.1}s\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code,
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-fn run(cmd: &mut Command) -> Out {
-    let t0 = Instant::now();
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        took: t0.elapsed(),
-    }
-}
-
-fn docker(args: &[&str]) -> Out {
-    run(Command::new("docker").args(args))
-}
 
 /// The image id a reference points at, or None.
 fn image_id(reference: &str) -> Option<String> {
