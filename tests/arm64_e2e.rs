@@ -29,11 +29,13 @@
 //! about a minute; each still gets a 10-minute deadline because emulated JVMs are several
 //! times slower than native and CI machines are shared.
 
+mod common;
+
+use common::{CDQ_ENV, Out, docker, docker_ok, free_ports, run};
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const TARGET: &str = "aarch64-unknown-linux-musl";
 const QEMU: &str = "qemu-aarch64-static";
@@ -51,65 +53,6 @@ const EMULATED: [&str; 6] = [
 
 /// Left out under emulation: mysql, and the two services that depend on it.
 const LEFT_OUT: [&str; 3] = ["mysql", "server", "ucenter"];
-
-/// Variables cdq reads as flags: a developer's shell must not change what the test drives.
-const CDQ_ENV: [&str; 10] = [
-    "CDQ_DIR",
-    "CDQ_CONFIG",
-    "CDQ_PROJECT_NAME",
-    "CDQ_IMAGES",
-    "CDQ_DATA_DIR",
-    "CDQ_TEMPLATES",
-    "CDQ_ARCH",
-    "CDQ_HOST_IP",
-    "DOCKER_DEFAULT_PLATFORM",
-    "COMPOSE_PROJECT_NAME",
-];
-
-/// A finished command, printable in assertion messages.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} after {:.1}s\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code,
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-fn run(cmd: &mut Command) -> Out {
-    let t0 = Instant::now();
-    let o = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        took: t0.elapsed(),
-    }
-}
-
-fn docker(args: &[&str]) -> Out {
-    run(Command::new("docker").args(args))
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let o = docker(args);
-    assert_eq!(o.code, Some(0), "`docker {}` failed: {o}", args.join(" "));
-    o.stdout.trim().to_string()
-}
 
 // ---- prerequisites --------------------------------------------------------------------
 
@@ -216,13 +159,6 @@ fn unique(test: &str) -> String {
 }
 
 /// Ports the kernel just handed out, all held at once so they differ.
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("0.0.0.0:0").expect("binding an ephemeral port"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
-
 /// One project driven by the aarch64 binary. Dropping it runs `cdq down` and then removes
 /// whatever still carries the project's label, pass or fail.
 struct Arm64Stack {
