@@ -108,13 +108,16 @@ pub enum Command {
         /// Seconds to wait for each container to stop
         #[arg(long, default_value_t = 30, value_name = "SECONDS")]
         timeout: u64,
+        /// The compose file `up --compose` drove (its project name and services)
         #[arg(long, value_name = "FILE")]
         compose: Option<PathBuf>,
     },
     /// Show every service's state and health
     Status {
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        /// The compose file `up --compose` drove (its project name and services)
         #[arg(long, value_name = "FILE")]
         compose: Option<PathBuf>,
     },

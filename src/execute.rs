@@ -338,7 +338,7 @@ async fn run_service<E: Engine>(
     // Containers are created (and their data directories prepared) at once, whatever the
     // state of their dependencies: only the start waits. That takes create latency off
     // every link of the dependency chain.
-    let (id, keep) = match action {
+    let (mut id, keep) = match action {
         Action::Keep { id } => {
             if let Some(c) = sh.observed.get(id) {
                 match (&spec.healthcheck, c.health) {
@@ -406,7 +406,7 @@ async fn run_service<E: Engine>(
     // Subscribe before starting so the start's health events are seen.
     let events = sh.events.subscribe();
     if !keep {
-        start(sh, name, spec, &id).await?;
+        start(sh, name, spec, &mut id, &hash).await?;
     }
     wait_ready(sh, name, spec, &id, events).await
 }
@@ -447,15 +447,37 @@ async fn start<E: Engine>(
     sh: &Shared<E>,
     name: &str,
     spec: &ServiceSpec,
-    id: &str,
+    id: &mut String,
+    hash: &str,
 ) -> Result<(), Step> {
     sh.progress.phase(name, &Phase::Starting);
-    let r = if spec.ports.is_empty() {
-        sh.engine.start_container(id).await
-    } else {
-        let _guard = sh.port_lock.lock().await;
-        sh.engine.start_container(id).await
+    let start = |id: String| async move {
+        if spec.ports.is_empty() {
+            sh.engine.start_container(&id).await
+        } else {
+            let _guard = sh.port_lock.lock().await;
+            sh.engine.start_container(&id).await
+        }
     };
+    let mut r = start(id.clone()).await;
+    if let Err(EngineError::Api { message, .. }) = &r
+        && message.contains("already exists in network")
+    {
+        // The daemon kept an endpoint of an earlier container of this name (a Docker fault,
+        // e.g. after a `down` that could not remove the network). Docker removes an endpoint
+        // by name only when no container has that name: take ours away (it has not run),
+        // remove the endpoint by force, create it again and start once more.
+        sh.engine.remove_container(id).await?;
+        sh.engine
+            .force_disconnect(
+                &sh.project.network(),
+                &container_name(&sh.project.name, name),
+            )
+            .await?;
+        *id = create(sh, name, spec, hash).await?;
+        sh.progress.phase(name, &Phase::Starting);
+        r = start(id.clone()).await;
+    }
     match r {
         Ok(()) => Ok(()),
         // A port already taken is the user's to fix, not an engine fault: report it per service.

@@ -29,6 +29,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Turns an engine error into product copy with the fix.
 pub fn engine_error(e: EngineError) -> anyhow::Error {
+    anyhow::Error::new(engine_cdq_error(e))
+}
+
+fn engine_cdq_error(e: EngineError) -> CdqError {
     let hint = match &e {
         EngineError::Unreachable { .. } => {
             Some("start Docker (`sudo systemctl start docker`), or set `DOCKER_HOST`")
@@ -43,7 +47,7 @@ pub fn engine_error(e: EngineError) -> anyhow::Error {
     if let Some(h) = hint {
         err = err.hint(h);
     }
-    anyhow::Error::new(err)
+    err
 }
 
 pub async fn connect() -> anyhow::Result<Docker> {
@@ -607,8 +611,20 @@ pub fn down(ctx: &Ctx, purge: bool, timeout: u64, compose: Option<PathBuf>) -> a
                 .map_err(engine_error)?;
             engine.remove_container(&c.id).await.map_err(engine_error)?;
         }
+        // Every endpoint name this stack may have left: its containers, listed or planned.
+        let mut ours: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+        if let Some(p) = &project {
+            ours.extend(p.services.keys().map(|s| plan::container_name(&name, s)));
+        }
         for n in engine.list_networks(&name).await.map_err(engine_error)? {
-            engine.remove_network(&n).await.map_err(engine_error)?;
+            remove_network(&engine, &n, &ours).await.map_err(|mut e| {
+                e.message.push_str(if purge {
+                    "; the containers are removed, nothing was deleted"
+                } else {
+                    "; the containers are removed and the data kept"
+                });
+                anyhow::Error::new(e)
+            })?;
             ui.info(format!("removed network {n}"));
         }
         Ok::<_, anyhow::Error>(())
@@ -639,6 +655,68 @@ pub fn down(ctx: &Ctx, purge: bool, timeout: u64, compose: Option<PathBuf>) -> a
         ui.info(format!("data kept in {}", s.data_dir.display()));
     }
     Ok(0)
+}
+
+/// How long `down` keeps retrying a network the daemon says still has endpoints: the
+/// daemon can release a removed container's endpoint a moment after the removal returns.
+const NETWORK_RETRY: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// Removes a stack's network once its containers are gone. When the daemon refuses ("has
+/// active endpoints"), a container that is not the stack's may still be attached (the user
+/// connected it: named, left alone), or the daemon kept a stale endpoint of a removed
+/// container (a Docker fault): those are force-disconnected by name (`ours`) and the removal
+/// retried for a few seconds before giving up with the fix.
+pub async fn remove_network<E: Engine>(
+    engine: &E,
+    network: &str,
+    ours: &[String],
+) -> Result<(), CdqError> {
+    let mut delays = NETWORK_RETRY.iter();
+    loop {
+        match engine.remove_network(network).await {
+            Ok(()) => return Ok(()),
+            Err(EngineError::NetworkInUse(_)) => {}
+            Err(e) => return Err(engine_cdq_error(e)),
+        }
+        let attached = engine
+            .network_endpoints(network)
+            .await
+            .map_err(engine_cdq_error)?;
+        let foreign: Vec<&String> = attached.iter().filter(|a| !ours.contains(a)).collect();
+        if !foreign.is_empty() {
+            let names = foreign
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(CdqError::failure(format!(
+                "network `{network}` is still used by {names}, not part of this stack"
+            ))
+            .hint(format!(
+                "disconnect it (`docker network disconnect {network} {}`) and run `cdq down` again",
+                foreign[0]
+            )));
+        }
+        for e in ours.iter().chain(&attached) {
+            engine
+                .force_disconnect(network, e)
+                .await
+                .map_err(engine_cdq_error)?;
+        }
+        let Some(d) = delays.next() else {
+            return Err(CdqError::failure(format!(
+                "Docker still holds an endpoint on network `{network}` although no container \
+                 uses it (a stale endpoint: a fault of the Docker daemon)"
+            ))
+            .hint("restart Docker (`sudo systemctl restart docker`), then run `cdq down` again to remove the network"));
+        };
+        tokio::time::sleep(*d).await;
+    }
 }
 
 /// Refuses a purge that would delete more than the stack's own data.
@@ -740,6 +818,148 @@ mod tests {
         assert_eq!(parse_rfc3339("garbage"), None);
         assert_eq!(human_duration(59), "59s");
         assert_eq!(human_duration(3725), "1h2m");
+    }
+
+    mod network_removal {
+        use std::collections::BTreeMap;
+        use std::time::Duration;
+
+        use crate::engine::fake::FakeEngine;
+        use crate::engine::{CreateSpec, Engine, ImageInfo, LABEL_PROJECT};
+        use crate::error::Kind;
+        use crate::project::{ServiceSpec, parse};
+
+        const NET: &str = "demo_default";
+
+        async fn engine() -> FakeEngine {
+            let e = FakeEngine::new();
+            let labels = BTreeMap::from([(LABEL_PROJECT.to_string(), "demo".to_string())]);
+            e.ensure_network(NET, &labels).await.unwrap();
+            e
+        }
+
+        fn ours() -> Vec<String> {
+            vec!["demo-db-1".into(), "demo-app-1".into()]
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_unused_network_goes_at_once() {
+            let e = engine().await;
+            super::super::remove_network(&e, NET, &ours())
+                .await
+                .unwrap();
+            assert!(e.list_networks("demo").await.unwrap().is_empty());
+            assert!(!e.calls().iter().any(|c| c.starts_with("force_disconnect")));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_stale_endpoint_of_ours_is_removed_by_force() {
+            let e = engine().await;
+            e.leave_stale_endpoint(NET, "demo-db-1");
+            let t = tokio::time::Instant::now();
+            super::super::remove_network(&e, NET, &ours())
+                .await
+                .unwrap();
+            assert!(e.list_networks("demo").await.unwrap().is_empty());
+            assert!(
+                e.calls()
+                    .contains(&"force_disconnect demo_default demo-db-1".to_string())
+            );
+            assert!(
+                t.elapsed() <= Duration::from_millis(250),
+                "{:?}",
+                t.elapsed()
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_stale_endpoint_of_another_name_gives_the_fix_after_retrying() {
+            let e = engine().await;
+            e.leave_stale_endpoint(NET, "someone-else-1");
+            let t = tokio::time::Instant::now();
+            let err = super::super::remove_network(&e, NET, &ours())
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, Kind::Failure);
+            assert_eq!(
+                err.message,
+                "Docker still holds an endpoint on network `demo_default` although no \
+                 container uses it (a stale endpoint: a fault of the Docker daemon)"
+            );
+            assert_eq!(
+                err.hint.as_deref(),
+                Some(
+                    "restart Docker (`sudo systemctl restart docker`), then run `cdq down` \
+                     again to remove the network"
+                )
+            );
+            assert_eq!(t.elapsed(), Duration::from_millis(3750));
+            let tries = e
+                .calls()
+                .iter()
+                .filter(|c| c.starts_with("remove_network"))
+                .count();
+            assert_eq!(tries, 5);
+            assert_eq!(
+                e.list_networks("demo").await.unwrap(),
+                vec![NET.to_string()]
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_container_that_is_not_ours_is_named_and_left_alone() {
+            let e = engine().await;
+            e.add_image(
+                "img",
+                ImageInfo {
+                    id: "sha256:1".into(),
+                    arch: "amd64".into(),
+                    os: "linux".into(),
+                    user: String::new(),
+                    size: 1,
+                },
+            );
+            let d = std::path::Path::new("/nonexistent");
+            let p = parse(
+                &d.join("c.yaml"),
+                d,
+                "services:\n  debug:\n    image: img\n",
+                &Default::default(),
+                "other",
+            )
+            .unwrap();
+            let svc: &ServiceSpec = &p.services["debug"];
+            let id = e
+                .create_container(&CreateSpec {
+                    name: "toolbox".into(),
+                    service: svc,
+                    labels: BTreeMap::new(),
+                    network: NET.into(),
+                    aliases: vec![],
+                })
+                .await
+                .unwrap();
+            e.start_container(&id).await.unwrap();
+            let err = super::super::remove_network(&e, NET, &ours())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.message,
+                "network `demo_default` is still used by `toolbox`, not part of this stack"
+            );
+            assert_eq!(
+                err.hint.as_deref(),
+                Some(
+                    "disconnect it (`docker network disconnect demo_default toolbox`) and run \
+                     `cdq down` again"
+                )
+            );
+            assert!(!e.calls().iter().any(|c| c.starts_with("force_disconnect")));
+            assert_eq!(
+                e.network_endpoints(NET).await.unwrap(),
+                vec!["toolbox".to_string()]
+            );
+        }
     }
 
     #[test]

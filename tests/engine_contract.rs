@@ -279,6 +279,7 @@ contract!(
     info,
     image,
     networks,
+    network_in_use,
     lifecycle,
     exit_code,
     name_conflict,
@@ -339,6 +340,59 @@ async fn networks<E: Engine>(ctx: Ctx<E>) {
         .remove_network(&ctx.network)
         .await
         .expect("a missing network is fine");
+}
+
+/// A network with a running container refuses removal as `NetworkInUse`, lists the
+/// container, and lets `force_disconnect` take it off; absent endpoints and networks are fine.
+async fn network_in_use<E: Engine>(ctx: Ctx<E>) {
+    ctx.network().await;
+    let mut svc = ctx.service("holder");
+    svc.entrypoint = Some(vec!["sleep".into()]);
+    svc.command = Some(vec!["300".into()]);
+    let spec = ctx.create_spec(&svc);
+    let id = ctx.e.create_container(&spec).await.unwrap();
+    ctx.e.start_container(&id).await.unwrap();
+
+    match ctx.e.remove_network(&ctx.network).await {
+        Err(EngineError::NetworkInUse(n)) => assert_eq!(n, ctx.network),
+        other => panic!("removing a network in use must be NetworkInUse, got {other:?}"),
+    }
+    assert_eq!(
+        ctx.e.network_endpoints(&ctx.network).await.unwrap(),
+        vec![spec.name.clone()]
+    );
+    ctx.e
+        .force_disconnect(&ctx.network, &format!("{}-absent-1", ctx.project))
+        .await
+        .expect("an absent endpoint is fine");
+    ctx.e
+        .force_disconnect(&ctx.network, &spec.name)
+        .await
+        .unwrap();
+    assert!(
+        ctx.e
+            .network_endpoints(&ctx.network)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    ctx.e.remove_network(&ctx.network).await.unwrap();
+    assert!(
+        ctx.e
+            .network_endpoints(&ctx.network)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a missing network has no endpoints"
+    );
+    ctx.e
+        .force_disconnect(&ctx.network, &spec.name)
+        .await
+        .expect("a missing network is fine");
+    ctx.e
+        .stop_container(&id, Duration::from_secs(1))
+        .await
+        .unwrap();
 }
 
 async fn lifecycle<E: Engine>(ctx: Ctx<E>) {

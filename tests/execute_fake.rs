@@ -437,3 +437,50 @@ async fn cdq_probes_a_starting_service_itself_instead_of_waiting_an_interval() {
         "waited for the daemon's first probe: {healthy:?}"
     );
 }
+
+/// A stale endpoint named like a container (the daemon kept it after a failed `down`) fails
+/// the start with "already exists in network": cdq removes its never-started container,
+/// removes the endpoint by force, creates the container again and starts it.
+#[tokio::test(start_paused = true)]
+async fn a_stale_endpoint_of_the_same_name_is_cleared_and_the_service_starts() {
+    let d = tempfile::tempdir().unwrap();
+    let p = project(
+        d.path(),
+        &format!("services:\n  db:\n    image: img\n    {HC}\n  app:\n    image: img\n    {HC}\n"),
+    );
+    let e = engine_with(&["img"], "");
+    let labels = BTreeMap::from([("io.cdq.project".to_string(), "demo".to_string())]);
+    e.ensure_network("demo_default", &labels).await.unwrap();
+    e.leave_stale_endpoint("demo_default", "demo-db-1");
+    e.clear_calls();
+    let (r, rec) = run(&e, &p, Options::default(), no_cancel()).await;
+    assert_eq!(r.unwrap(), Outcome::Done);
+    assert!(e.stale_endpoints("demo_default").is_empty());
+    assert!(
+        rec.first("db", |p| matches!(p, Phase::Healthy { .. }))
+            .is_some()
+    );
+    // Only `db` needed the recovery, and the endpoint went after its container did.
+    let calls = e.calls();
+    let at = |c: &str| calls.iter().position(|x| x.starts_with(c));
+    let fd = at("force_disconnect demo_default demo-db-1").expect("endpoint removed");
+    let creates: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| *c == "create demo-db-1")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(creates.len(), 2, "{calls:?}");
+    assert!(creates[0] < fd && fd < creates[1], "{calls:?}");
+    assert!(at("remove ").is_some_and(|r| r < fd), "{calls:?}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("force_disconnect"))
+            .count(),
+        1,
+        "{calls:?}"
+    );
+    let listed = e.list_containers("demo").await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}

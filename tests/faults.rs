@@ -119,6 +119,14 @@ impl Drop for Guard {
         {
             let _ = docker(&["rm", "-f", "-v", id]);
         }
+        // Containers a test made to stand for someone else's (no project label).
+        let owner = format!("label=io.cdq.test-owner={}", self.project);
+        for id in docker(&["ps", "-aq", "--filter", &owner])
+            .stdout
+            .split_whitespace()
+        {
+            let _ = docker(&["rm", "-f", "-v", id]);
+        }
         for id in docker(&["network", "ls", "-q", "--filter", &label])
             .stdout
             .split_whitespace()
@@ -495,6 +503,75 @@ fn compose_file_with_an_unsupported_key() {
         );
         assert_eq!(g.labelled(), Vec::<String>::new(), "nothing created: {o}");
     }
+}
+
+// ---- down ------------------------------------------------------------------------------------
+
+/// Someone attached a container of their own to the stack's network: `down` removes the
+/// stack's containers, leaves theirs alone, and names it with the command that frees the
+/// network (exit 1); once it is disconnected, `down` finishes.
+#[test]
+fn down_with_a_foreign_container_on_the_network() {
+    let g = Guard::new("foreignnet");
+    let f = g.root.path().join("compose.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "services:\n  app:\n    image: cdq-local/redis:1-{}\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"ping\"]\n      interval: 1s\n",
+            host_arch()
+        ),
+    )
+    .unwrap();
+    let compose = f.to_str().unwrap();
+    let o = g.cdq(&["up", "--compose", compose, "--progress", "plain"]);
+    assert_eq!(o.code, Some(0), "{o}");
+    let network = format!("{}_default", g.project);
+    let toolbox = format!("{}-toolbox", g.project);
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &toolbox,
+        "--network",
+        &network,
+        "--label",
+        &format!("io.cdq.test-owner={}", g.project),
+        "--entrypoint",
+        "sleep",
+        &format!("cdq-local/redis:1-{}", host_arch()),
+        "300",
+    ]);
+
+    let o = g.cdq(&["down", "--compose", compose]);
+    assert_eq!(o.code, Some(1), "{o}");
+    assert!(
+        o.stderr.ends_with(&format!(
+            "error: network `{network}` is still used by `{toolbox}`, not part of this stack; \
+             the containers are removed and the data kept\n\
+             hint: disconnect it (`docker network disconnect {network} {toolbox}`) and run \
+             `cdq down` again\n"
+        )),
+        "{o}"
+    );
+    assert_eq!(
+        g.labelled(),
+        vec![docker_ok(&["network", "inspect", "-f", "{{.Id}}", &network])[..12].to_string()],
+        "only the network is left: {o}"
+    );
+    assert_eq!(
+        docker_ok(&["inspect", "-f", "{{.State.Running}}", &toolbox]),
+        "true",
+        "the foreign container is left running"
+    );
+
+    docker_ok(&["network", "disconnect", &network, &toolbox]);
+    let o = g.cdq(&["down", "--compose", compose]);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(
+        o.stderr.contains(&format!("removed network {network}")),
+        "{o}"
+    );
+    assert_eq!(g.labelled(), Vec::<String>::new(), "{o}");
 }
 
 // ---- secrets ---------------------------------------------------------------------------------

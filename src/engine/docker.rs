@@ -13,7 +13,8 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
     EventMessage, HealthConfig, HealthStatusEnum, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, PortMap, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    NetworkDisconnectRequest, NetworkingConfig, PortBinding, PortMap, ResourcesUlimits,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, ImportImageOptions, InspectContainerOptions,
@@ -647,7 +648,58 @@ impl Engine for Docker {
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
+            // 20.10 answers 403 "error while removing network: network x id y has active
+            // endpoints"; older engines answered 500 with the same words.
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.contains("active endpoints") =>
+            {
+                Err(EngineError::NetworkInUse(name.to_string()))
+            }
             Err(e) => Err(self.map_err(e, name)),
+        }
+    }
+
+    async fn network_endpoints(&self, name: &str) -> Result<Vec<String>> {
+        match self
+            .client
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(n) => {
+                let mut names: Vec<String> = n
+                    .containers
+                    .unwrap_or_default()
+                    .into_values()
+                    .filter_map(|ep| ep.name)
+                    .collect();
+                names.sort();
+                Ok(names)
+            }
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(Vec::new()),
+            Err(e) => Err(self.map_err(e, name)),
+        }
+    }
+
+    async fn force_disconnect(&self, network: &str, endpoint: &str) -> Result<()> {
+        let req = NetworkDisconnectRequest {
+            container: endpoint.to_string(),
+            force: Some(true),
+        };
+        match self.client.disconnect_network(network, req).await {
+            Ok(()) => Ok(()),
+            // No such network, or (container gone) no such endpoint: nothing to remove.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            // The container exists but is not on the network (20.10 answers 500).
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.contains("is not connected to the network") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.map_err(e, network)),
         }
     }
 

@@ -19,7 +19,7 @@
 //! Must not: be used outside tests, or grow behaviour the real daemon does not have — every
 //! behaviour here is either pinned by a contract test or scripted explicitly by the test.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -64,6 +64,8 @@ pub enum Op {
     EnsureNetwork,
     ListNetworks,
     RemoveNetwork,
+    NetworkEndpoints,
+    ForceDisconnect,
     Create,
     Start,
     Stop,
@@ -110,6 +112,9 @@ struct FakeContainer {
     /// When it last started (tokio's clock), for probes run with `exec`.
     started: Option<Instant>,
     task: Option<AbortHandle>,
+    /// Force-disconnected from its network while running (Docker drops the network from
+    /// the container's config; it stays off it).
+    detached: bool,
 }
 
 struct State {
@@ -118,6 +123,9 @@ struct State {
     by_image: HashMap<String, Behavior>,
     containers: BTreeMap<String, FakeContainer>,
     networks: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    /// (network, endpoint name) pairs the daemon failed to release: see
+    /// [`FakeEngine::leave_stale_endpoint`].
+    stale: BTreeSet<(String, String)>,
     calls: Vec<String>,
     faults: HashMap<Op, VecDeque<EngineError>>,
     oneoff_results: HashMap<String, (i64, String)>,
@@ -167,6 +175,7 @@ impl FakeEngine {
                     by_image: HashMap::new(),
                     containers: BTreeMap::new(),
                     networks: BTreeMap::new(),
+                    stale: BTreeSet::new(),
                     calls: Vec::new(),
                     faults: HashMap::new(),
                     oneoff_results: HashMap::new(),
@@ -257,7 +266,8 @@ impl FakeEngine {
 
     /// Every call of a mutating method that reached the daemon, in order:
     /// `create <name>`, `start <id>`, `stop <id>`, `remove <id>`, `ensure_network <name>`,
-    /// `remove_network <name>`, `run_oneoff <image>`, `import_images`. Calls refused because the daemon is
+    /// `remove_network <name>`, `force_disconnect <network> <endpoint>`, `run_oneoff <image>`,
+    /// `import_images`. Calls refused because the daemon is
     /// unreachable are not recorded; calls failed by [`fail_next`](Self::fail_next) are.
     pub fn calls(&self) -> Vec<String> {
         self.state().calls.clone()
@@ -298,6 +308,27 @@ impl FakeEngine {
                 },
             );
         }
+    }
+
+    /// Stand-in for a Docker 20.10 fault that cannot be caused on purpose: libnetwork keeps
+    /// the endpoint `endpoint` (a container name) on `network` after its container is gone.
+    /// `network inspect` lists no container, removing the network fails with "has active
+    /// endpoints", starting a container of that name on it fails with "endpoint with name
+    /// ... already exists", and only `network disconnect -f` (or a daemon restart) clears it.
+    pub fn leave_stale_endpoint(&self, network: &str, endpoint: &str) {
+        self.state()
+            .stale
+            .insert((network.to_string(), endpoint.to_string()));
+    }
+
+    /// The stale endpoints left on `network`.
+    pub fn stale_endpoints(&self, network: &str) -> Vec<String> {
+        self.state()
+            .stale
+            .iter()
+            .filter(|(n, _)| n == network)
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 
     /// The request a container was created with (id or name).
@@ -371,6 +402,19 @@ impl FakeEngine {
         let fc = &st.containers[id];
         if fc.c.state == RunState::Running {
             return Ok(());
+        }
+        if st
+            .stale
+            .contains(&(fc.created.network.clone(), fc.c.name.clone()))
+        {
+            // Docker 20.10 (libnetwork's ForbiddenError).
+            return Err(EngineError::Api {
+                status: 403,
+                message: format!(
+                    "endpoint with name {} already exists in network {}",
+                    fc.c.name, fc.created.network
+                ),
+            });
         }
         for p in &fc.publish {
             let taken = st.containers.values().any(|o| {
@@ -712,6 +756,17 @@ fn unreachable() -> EngineError {
     }
 }
 
+/// Names of the running containers with an endpoint on `network`, sorted.
+fn attached(st: &State, network: &str) -> Vec<String> {
+    st.containers
+        .values()
+        .filter(|c| c.c.state == RunState::Running && c.created.network == network && !c.detached)
+        .map(|c| c.c.name.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Docker accepts a full id, a unique id prefix or a name.
 fn resolve(st: &State, key: &str) -> Option<String> {
     if st.containers.contains_key(key) {
@@ -809,23 +864,42 @@ impl Engine for FakeEngine {
 
     async fn remove_network(&self, name: &str) -> Result<()> {
         let mut st = self.enter(Op::RemoveNetwork, Some(format!("remove_network {name}")))?;
-        let Some((id, _)) = st.networks.get(name) else {
+        if !st.networks.contains_key(name) {
             return Ok(());
-        };
-        let in_use = st
-            .containers
-            .values()
-            .any(|c| c.c.state == RunState::Running && c.created.network == name);
+        }
+        let in_use = !attached(&st, name).is_empty() || st.stale.iter().any(|(n, _)| n == name);
         if in_use {
-            // What Docker 20.10 answers (HTTP 403).
-            return Err(EngineError::Api {
-                status: 403,
-                message: format!(
-                    "error while removing network: network {name} id {id} has active endpoints"
-                ),
-            });
+            // Docker 20.10 answers 403 "... has active endpoints", which the client maps.
+            return Err(EngineError::NetworkInUse(name.to_string()));
         }
         st.networks.remove(name);
+        Ok(())
+    }
+
+    async fn network_endpoints(&self, name: &str) -> Result<Vec<String>> {
+        let st = self.enter(Op::NetworkEndpoints, None)?;
+        // Stale endpoints have no container, so inspect does not list them.
+        Ok(attached(&st, name))
+    }
+
+    async fn force_disconnect(&self, network: &str, endpoint: &str) -> Result<()> {
+        let mut st = self.enter(
+            Op::ForceDisconnect,
+            Some(format!("force_disconnect {network} {endpoint}")),
+        )?;
+        // Like Docker: the name means the container of that name when there is one; only
+        // without one is it an endpoint name, and a stale endpoint removed.
+        match st.containers.values_mut().find(|c| c.c.name == endpoint) {
+            Some(fc) => {
+                if fc.created.network == network {
+                    fc.detached = true;
+                }
+            }
+            None => {
+                st.stale
+                    .remove(&(network.to_string(), endpoint.to_string()));
+            }
+        }
         Ok(())
     }
 
@@ -901,6 +975,7 @@ impl Engine for FakeEngine {
                 run: 0,
                 started: None,
                 task: None,
+                detached: false,
             },
         );
         Ok(id)

@@ -52,6 +52,10 @@ pub enum EngineError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The daemon refuses to remove a network that still has endpoints: a container attached
+    /// to it, or a stale endpoint the daemon failed to release when its container went.
+    #[error("network `{0}` still has active endpoints")]
+    NetworkInUse(String),
     #[error("the Docker daemon said: {message} (HTTP {status})")]
     Api { status: u16, message: String },
     #[error("{0}")]
@@ -204,7 +208,20 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Names of networks labelled `io.cdq.project=<project>`.
     fn list_networks(&self, project: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Removes the network; a missing one is fine. `NetworkInUse` while it has endpoints.
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Names of the containers the daemon lists on the network (`docker network inspect`);
+    /// empty when the network is missing. A stale endpoint is not listed.
+    fn network_endpoints(&self, name: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// `docker network disconnect -f <network> <endpoint>`. When no container is named
+    /// `endpoint`, removes the endpoint of that name the daemon kept (a stale endpoint);
+    /// otherwise disconnects that container (a stopped one loses the network from its
+    /// config). A missing network or endpoint, or a container not on it, is fine.
+    fn force_disconnect(
+        &self,
+        network: &str,
+        endpoint: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Creates (does not start) a container; returns its id.
     fn create_container(
         &self,
