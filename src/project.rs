@@ -417,6 +417,75 @@ fn dur(
     }
 }
 
+/// A key or value outside the supported subset, found after interpolation (so serde has no
+/// position): named with the line it is first written on, a did-you-mean and the keys valid
+/// where it stands.
+fn shape_error(file: &Path, text: &str, serde_message: &str) -> CdqError {
+    let subset = "cdq supports a subset of the compose format (the README lists it)";
+    let (message, hint) = crate::settings::explain_serde(serde_message);
+    let line = serde_message
+        .strip_prefix("unknown field `")
+        .or_else(|| {
+            serde_message
+                .find(": unknown field `")
+                .map(|i| &serde_message[i + ": unknown field `".len()..])
+        })
+        .and_then(|rest| rest.split('`').next())
+        .and_then(|key| {
+            text.lines().position(|l| {
+                let l = l.trim_start().trim_start_matches("- ");
+                [
+                    format!("{key}:"),
+                    format!("\"{key}\":"),
+                    format!("'{key}':"),
+                ]
+                .iter()
+                .any(|k| l.starts_with(k.as_str()))
+            })
+        });
+    let (at, scope) = match line {
+        Some(i) => (
+            format!("`{}` line {}", file.display(), i + 1),
+            parents(text, i),
+        ),
+        None => (format!("`{}`", file.display()), String::new()),
+    };
+    let scope = if scope.is_empty() || message.contains(" in `") {
+        String::new()
+    } else {
+        format!(" in `{scope}`")
+    };
+    CdqError::usage(format!("{at}: {message}{scope}")).hint(match hint {
+        Some(h) => format!("{subset}; {h}"),
+        None => subset.to_string(),
+    })
+}
+
+/// The dotted path of block-style keys enclosing line `i` (`services.app`), read from
+/// indentation: enough to say where an unknown key stands.
+fn parents(text: &str, i: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let mut want = indent(lines[i]);
+    let mut path = Vec::new();
+    for l in lines[..i].iter().rev() {
+        let t = l.trim();
+        if t.is_empty() || t.starts_with('#') || indent(l) >= want {
+            continue;
+        }
+        want = indent(l);
+        match t.strip_suffix(':') {
+            Some(k) => path.push(k.trim_matches(['"', '\'']).to_string()),
+            None => return String::new(),
+        }
+        if want == 0 {
+            break;
+        }
+    }
+    path.reverse();
+    path.join(".")
+}
+
 /// Parses compose text. `file` is for messages, `dir` anchors relative paths, `default_name`
 /// is used when the file has no `name`.
 pub fn parse(
@@ -433,12 +502,7 @@ pub fn parse(
     interpolate_value(&mut value, vars, "").map_err(|e| {
         err(file, e).hint("set it in the environment or in `.env` beside the compose file (`cdq render` writes one)")
     })?;
-    let raw: RawFile = yaml::from_value(value).map_err(|e| {
-        let m = e.message;
-        let hint =
-            "cdq supports a subset of the compose format; see the README for the keys it accepts";
-        err(file, m).hint(hint)
-    })?;
+    let raw: RawFile = yaml::from_value(value).map_err(|e| shape_error(file, text, &e.message))?;
     let name = raw.name.unwrap_or_else(|| default_name.to_string());
     // Name the file: `name:` may come from a user's `--compose FILE`, not cdq.yaml.
     crate::settings::validate_project(&name).map_err(|e| CdqError {
@@ -745,9 +809,26 @@ services:
     fn refusals_name_the_problem() {
         let e = p("services:\n  a:\n    image: x\n    privileged: true\n").unwrap_err();
         assert!(
-            e.message.contains("unknown field `privileged`"),
+            e.message
+                .ends_with(" line 4: unknown key `privileged` in `services.a`"),
             "{}",
             e.message
+        );
+        let e = p("services:\n  a:\n    image: x\n    healtcheck: { test: [CMD, \"true\"] }\n")
+            .unwrap_err();
+        assert!(
+            e.message
+                .ends_with(" line 4: unknown key `healtcheck` in `services.a`"),
+            "{}",
+            e.message
+        );
+        let hint = e.hint.unwrap();
+        assert!(
+            hint.starts_with(
+                "cdq supports a subset of the compose format (the README lists it); \
+                 did you mean `healthcheck`? valid keys here: image, "
+            ),
+            "{hint}"
         );
         let e = p("services:\n  a:\n    image: x\n    depends_on: [b]\n").unwrap_err();
         assert!(

@@ -381,7 +381,7 @@ fn value_line(text: &str, value: &str) -> Option<usize> {
 
 /// Turns serde's "unknown field `x`, expected one of `a`, `b`" into our copy and a
 /// did-you-mean hint.
-fn explain_serde(msg: &str) -> (String, Option<String>) {
+pub(crate) fn explain_serde(msg: &str) -> (String, Option<String>) {
     for (needle, what) in [("unknown field `", "key"), ("unknown variant `", "value")] {
         let Some(start) = msg.find(needle) else {
             continue;
