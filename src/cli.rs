@@ -96,6 +96,10 @@ pub enum Command {
         /// Drive this compose file instead of the rendered one
         #[arg(long, value_name = "FILE")]
         compose: Option<PathBuf>,
+        /// How long a service cdq does not know (from `--compose`) may take to become healthy
+        /// [default: 120s]; the nine use `deadlines` in cdq.yaml
+        #[arg(long, value_name = "DURATION", value_parser = crate::settings::parse_duration)]
+        deadline: Option<std::time::Duration>,
         /// Load the images of this offline bundle first (`cdq bundle save` makes one)
         #[arg(long, value_name = "FILE")]
         bundle: Option<PathBuf>,

@@ -70,6 +70,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             skip_preflight,
             progress,
             compose,
+            deadline,
             bundle,
         } => crate::stack::up(
             &ctx,
@@ -79,6 +80,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 skip_preflight,
                 progress,
                 compose,
+                deadline,
                 bundle,
             },
         ),

@@ -54,14 +54,16 @@ pub async fn connect() -> anyhow::Result<Docker> {
     Docker::connect().await.map_err(engine_error)
 }
 
-fn options(ctx: &Ctx) -> Options {
+fn options(ctx: &Ctx, deadline: Option<Duration>) -> Options {
     let deadlines = Service::ALL
         .iter()
         .map(|s| (s.name().to_string(), ctx.settings.deadline(*s)))
         .collect();
+    let defaults = Options::default();
     Options {
         deadlines,
-        ..Options::default()
+        default_deadline: deadline.unwrap_or(defaults.default_deadline),
+        ..defaults
     }
 }
 
@@ -93,6 +95,8 @@ pub struct UpArgs {
     pub skip_preflight: bool,
     pub progress: cli::Progress,
     pub compose: Option<PathBuf>,
+    /// The deadline of services outside the catalogue (`--deadline`).
+    pub deadline: Option<Duration>,
     /// An offline bundle to load before anything else.
     pub bundle: Option<PathBuf>,
 }
@@ -203,7 +207,7 @@ async fn up_async(ctx: &Ctx, a: UpArgs) -> anyhow::Result<i32> {
         &p,
         &hashes,
         &observed,
-        options(ctx),
+        options(ctx, a.deadline),
         progress.clone(),
         cancel_rx,
     )

@@ -52,6 +52,21 @@ fn unknown_arch_exits_2_naming_both() {
 }
 
 #[test]
+fn bad_deadline_exits_2_with_the_spelling_to_use() {
+    let d = tempfile::tempdir().unwrap();
+    let o = cdq(d.path(), &["up", "--deadline", "5 minutes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: invalid value '5 minutes' for '--deadline <DURATION>': `5 minutes` is not a duration: write it like `90s`, `5m` or `1m30s`\n\nFor more information, try '--help'.\n"
+    );
+    assert!(
+        std::fs::read_dir(d.path()).unwrap().next().is_none(),
+        "a rejected command wrote files"
+    );
+}
+
+#[test]
 fn misspelt_settings_key_names_file_line_and_spelling() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -798,7 +798,8 @@ fn service_without_healthcheck_that_exits_fails_up() {
 #[test]
 fn never_healthy_service_fails_up_at_its_deadline() {
     // The deadline in settings applies to the catalogue's services only, so the failing
-    // service is called `redis`; 5 s keeps the test short.
+    // service is called `redis`; 5 s keeps the test short. `other` is not in the catalogue:
+    // `--deadline` gives it 6 s.
     let s = Stack::new("unhealthy", "deadlines: { redis: 5s }\n");
     // The probe prints, so there is probe output to show; start_period 0 and a 1 s interval
     // keep the healthcheck's own grace (start_period + 2 intervals + timeout) under 5 s.
@@ -812,6 +813,13 @@ fn never_healthy_service_fails_up_at_its_deadline() {
       interval: 1s
       timeout: 2s
       retries: 1
+  other:
+    image: cdq-local/redis:1-amd64
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1s
+      timeout: 2s
+      retries: 1
 "#,
     );
     let o = s.cdq(&[
@@ -820,9 +828,12 @@ fn never_healthy_service_fails_up_at_its_deadline() {
         f.to_str().unwrap(),
         "--progress",
         "plain",
+        "--deadline",
+        "6s",
     ]);
     assert_eq!(o.code, Some(4), "never healthy: {o}");
     assert!(o.stderr.contains("`redis` was not healthy after 5s"), "{o}");
+    assert!(o.stderr.contains("`other` was not healthy after 6s"), "{o}");
     assert!(o.stderr.contains("last healthcheck output:"), "{o}");
     assert!(
         o.stderr.contains("probe-says-no"),
@@ -833,11 +844,12 @@ fn never_healthy_service_fails_up_at_its_deadline() {
         "its last log lines: {o}"
     );
     assert!(
-        o.stderr.contains("hint: see `cdq logs redis`"),
+        o.stderr
+            .contains("error: `other`, `redis` did not become healthy\nhint: see `cdq logs other`"),
         "a hint: {o}"
     );
     assert!(
-        o.took >= Duration::from_secs(5),
+        o.took >= Duration::from_secs(6),
         "not failed before its deadline: {o}"
     );
 }
