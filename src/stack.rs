@@ -621,7 +621,7 @@ pub fn down(ctx: &Ctx, purge: bool, timeout: u64, compose: Option<PathBuf>) -> a
             ours.extend(p.services.keys().map(|s| plan::container_name(&name, s)));
         }
         for n in engine.list_networks(&name).await.map_err(engine_error)? {
-            remove_network(&engine, &n, &ours).await.map_err(|mut e| {
+            let removal = remove_network(&engine, &n, &ours).await.map_err(|mut e| {
                 e.message.push_str(if purge {
                     "; the containers are removed, nothing was deleted"
                 } else {
@@ -629,7 +629,15 @@ pub fn down(ctx: &Ctx, purge: bool, timeout: u64, compose: Option<PathBuf>) -> a
                 });
                 anyhow::Error::new(e)
             })?;
-            ui.info(format!("removed network {n}"));
+            match removal {
+                NetworkRemoval::Removed => ui.info(format!("removed network {n}")),
+                NetworkRemoval::LeftByDocker => ui.warn(format!(
+                    "network `{n}` is left in place: Docker counts endpoints on it that no \
+                     container holds (a Docker fault, moby/moby#42119). It is harmless and the \
+                     next `cdq up` uses it again; to remove it, restart Docker \
+                     (`sudo systemctl restart docker`) and run `cdq down` again"
+                )),
+            }
         }
         Ok::<_, anyhow::Error>(())
     })?;
@@ -670,20 +678,31 @@ const NETWORK_RETRY: [Duration; 4] = [
     Duration::from_secs(2),
 ];
 
+/// What became of a stack's network at `down`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkRemoval {
+    Removed,
+    /// The daemon counts endpoints on it that nothing holds (a Docker fault, moby/moby#42119,
+    /// seen here with about 100 containers): it stays until Docker restarts. Harmless: the
+    /// next `up` uses it again.
+    LeftByDocker,
+}
+
 /// Removes a stack's network once its containers are gone. When the daemon refuses ("has
 /// active endpoints"), a container that is not the stack's may still be attached (the user
-/// connected it: named, left alone), or the daemon kept a stale endpoint of a removed
-/// container (a Docker fault): those are force-disconnected by name (`ours`) and the removal
-/// retried for a few seconds before giving up with the fix.
+/// connected it: an error naming it, the container left alone); or the daemon kept endpoints
+/// of removed containers (a Docker fault): those of the stack's names (`ours`) are
+/// force-disconnected and the removal retried for a few seconds. What is still refused then
+/// is a count the daemon keeps wrong, which only a restart of Docker clears.
 pub async fn remove_network<E: Engine>(
     engine: &E,
     network: &str,
     ours: &[String],
-) -> Result<(), CdqError> {
+) -> Result<NetworkRemoval, CdqError> {
     let mut delays = NETWORK_RETRY.iter();
     loop {
         match engine.remove_network(network).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(NetworkRemoval::Removed),
             Err(EngineError::NetworkInUse(_)) => {}
             Err(e) => return Err(engine_cdq_error(e)),
         }
@@ -713,11 +732,7 @@ pub async fn remove_network<E: Engine>(
                 .map_err(engine_cdq_error)?;
         }
         let Some(d) = delays.next() else {
-            return Err(CdqError::failure(format!(
-                "Docker still holds an endpoint on network `{network}` although no container \
-                 uses it (a stale endpoint: a fault of the Docker daemon)"
-            ))
-            .hint("restart Docker (`sudo systemctl restart docker`), then run `cdq down` again to remove the network"));
+            return Ok(NetworkRemoval::LeftByDocker);
         };
         tokio::time::sleep(*d).await;
     }
@@ -846,12 +861,13 @@ mod tests {
             vec!["demo-db-1".into(), "demo-app-1".into()]
         }
 
+        use super::super::{NetworkRemoval, remove_network};
+
         #[tokio::test(start_paused = true)]
         async fn an_unused_network_goes_at_once() {
             let e = engine().await;
-            super::super::remove_network(&e, NET, &ours())
-                .await
-                .unwrap();
+            let r = remove_network(&e, NET, &ours()).await.unwrap();
+            assert_eq!(r, NetworkRemoval::Removed);
             assert!(e.list_networks("demo").await.unwrap().is_empty());
             assert!(!e.calls().iter().any(|c| c.starts_with("force_disconnect")));
         }
@@ -861,9 +877,8 @@ mod tests {
             let e = engine().await;
             e.leave_stale_endpoint(NET, "demo-db-1");
             let t = tokio::time::Instant::now();
-            super::super::remove_network(&e, NET, &ours())
-                .await
-                .unwrap();
+            let r = remove_network(&e, NET, &ours()).await.unwrap();
+            assert_eq!(r, NetworkRemoval::Removed);
             assert!(e.list_networks("demo").await.unwrap().is_empty());
             assert!(
                 e.calls()
@@ -876,27 +891,15 @@ mod tests {
             );
         }
 
+        /// The fault seen on this machine: nothing to disconnect, so after 3.75 s of retries
+        /// the network is reported as left by Docker (`down` warns and exits 0).
         #[tokio::test(start_paused = true)]
-        async fn a_stale_endpoint_of_another_name_gives_the_fix_after_retrying() {
+        async fn a_leaked_endpoint_count_leaves_the_network_after_retrying() {
             let e = engine().await;
-            e.leave_stale_endpoint(NET, "someone-else-1");
+            e.leak_endpoint_count(NET);
             let t = tokio::time::Instant::now();
-            let err = super::super::remove_network(&e, NET, &ours())
-                .await
-                .unwrap_err();
-            assert_eq!(err.kind, Kind::Failure);
-            assert_eq!(
-                err.message,
-                "Docker still holds an endpoint on network `demo_default` although no \
-                 container uses it (a stale endpoint: a fault of the Docker daemon)"
-            );
-            assert_eq!(
-                err.hint.as_deref(),
-                Some(
-                    "restart Docker (`sudo systemctl restart docker`), then run `cdq down` \
-                     again to remove the network"
-                )
-            );
+            let r = remove_network(&e, NET, &ours()).await.unwrap();
+            assert_eq!(r, NetworkRemoval::LeftByDocker);
             assert_eq!(t.elapsed(), Duration::from_millis(3750));
             let tries = e
                 .calls()
@@ -944,9 +947,8 @@ mod tests {
                 .await
                 .unwrap();
             e.start_container(&id).await.unwrap();
-            let err = super::super::remove_network(&e, NET, &ours())
-                .await
-                .unwrap_err();
+            let err = remove_network(&e, NET, &ours()).await.unwrap_err();
+            assert_eq!(err.kind, Kind::Failure);
             assert_eq!(
                 err.message,
                 "network `demo_default` is still used by `toolbox`, not part of this stack"
