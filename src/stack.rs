@@ -669,8 +669,9 @@ pub fn down(ctx: &Ctx, purge: bool, timeout: u64, compose: Option<PathBuf>) -> a
     Ok(0)
 }
 
-/// How long `down` keeps retrying a network the daemon says still has endpoints: the
-/// daemon can release a removed container's endpoint a moment after the removal returns.
+/// How long `down` keeps retrying a network the daemon says still has endpoints, after
+/// force-removing the stack's own: long enough for an endpoint released a moment late, short
+/// enough not to stall on the lost count (moby/moby#42119) that no wait clears.
 const NETWORK_RETRY: [Duration; 4] = [
     Duration::from_millis(250),
     Duration::from_millis(500),

@@ -649,7 +649,7 @@ impl Engine for Docker {
                 status_code: 404, ..
             }) => Ok(()),
             // 20.10 answers 403 "error while removing network: network x id y has active
-            // endpoints"; older engines answered 500 with the same words.
+            // endpoints"; matched by its words, whatever the status an engine gives it.
             Err(BollardError::DockerResponseServerError { message, .. })
                 if message.contains("active endpoints") =>
             {
