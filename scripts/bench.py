@@ -39,10 +39,11 @@ def run(cmd, check=True, env=None, cwd=None, quiet=True):
     return p
 
 
-def timed(cmd, env=None, cwd=None):
+def timed(cmd, env=None, cwd=None, check=True):
     t0 = time.time()
-    p = run(cmd, env=env, cwd=cwd)
-    return time.time() - t0, t0, time.time(), p
+    p = run(cmd, env=env, cwd=cwd, check=check)
+    t1 = time.time()
+    return t1 - t0, t0, t1, p
 
 
 def free_port():
@@ -163,9 +164,8 @@ class Stack:
             cmd = [str(CDQ), "-p", self.project(who), "down", "--compose", str(self.file), "--timeout", "10"]
         else:
             cmd = ["docker", "compose", "-p", self.project(who), "-f", str(self.file), "down", "--timeout", "10"]
-        t0 = time.time()
-        p = run(cmd, cwd=self.file.parent, check=False)
-        t1 = time.time()
+        res = timed(cmd, cwd=self.file.parent, check=False)
+        p = res[3]
         # Docker 20.10 can lose count of a network's endpoints when many containers go at
         # once (moby/moby#42119): compose then fails on the network, cdq warns. The
         # containers are gone either way; the network is reused by the next `up`.
@@ -173,7 +173,7 @@ class Stack:
             sys.exit(f"bench: `{' '.join(cmd)}` failed ({p.returncode}):\n{p.stderr[-3000:]}")
         if "has active endpoints" in p.stderr or "is left in place" in p.stderr:
             print(f"bench: note: Docker kept network {self.project(who)}_default (moby/moby#42119)", file=sys.stderr)
-        return t1 - t0, t0, t1, p
+        return res
 
     def status(self, who):
         if who == "cdq":

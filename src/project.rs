@@ -424,13 +424,8 @@ fn shape_error(file: &Path, text: &str, serde_message: &str) -> CdqError {
     let subset = "cdq supports a subset of the compose format (the README lists it)";
     let (message, hint) = crate::settings::explain_serde(serde_message);
     let line = serde_message
-        .strip_prefix("unknown field `")
-        .or_else(|| {
-            serde_message
-                .find(": unknown field `")
-                .map(|i| &serde_message[i + ": unknown field `".len()..])
-        })
-        .and_then(|rest| rest.split('`').next())
+        .find("unknown field `")
+        .and_then(|i| crate::settings::first_quoted(&serde_message[i..]))
         .and_then(|key| {
             text.lines().position(|l| {
                 let l = l.trim_start().trim_start_matches("- ");

@@ -363,7 +363,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSettings, CdqError> {
     })
 }
 
-fn first_quoted(msg: &str) -> Option<&str> {
+pub(crate) fn first_quoted(msg: &str) -> Option<&str> {
     let start = msg.find('`')? + 1;
     let end = msg[start..].find('`')? + start;
     Some(&msg[start..end])

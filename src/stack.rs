@@ -620,6 +620,8 @@ pub fn down(ctx: &Ctx, purge: bool, timeout: u64, compose: Option<PathBuf>) -> a
         if let Some(p) = &project {
             ours.extend(p.services.keys().map(|s| plan::container_name(&name, s)));
         }
+        ours.sort();
+        ours.dedup();
         for n in engine.list_networks(&name).await.map_err(engine_error)? {
             let removal = remove_network(&engine, &n, &ours).await.map_err(|mut e| {
                 e.message.push_str(if purge {
@@ -726,11 +728,15 @@ pub async fn remove_network<E: Engine>(
                 foreign[0]
             )));
         }
-        for e in ours.iter().chain(&attached) {
-            engine
-                .force_disconnect(network, e)
-                .await
-                .map_err(engine_cdq_error)?;
+        // What is attached is ours now; endpoints left under our names are removed once,
+        // at the first refusal (no retry has been used yet).
+        if delays.len() == NETWORK_RETRY.len() {
+            for e in ours {
+                engine
+                    .force_disconnect(network, e)
+                    .await
+                    .map_err(engine_cdq_error)?;
+            }
         }
         let Some(d) = delays.next() else {
             return Ok(NetworkRemoval::LeftByDocker);

@@ -31,7 +31,7 @@
 
 mod common;
 
-use common::{CDQ_ENV, Out, docker, docker_ok, free_ports, run};
+use common::{CDQ_ENV, Out, docker, docker_ok, free_ports, preflight_check, remove_matching, run};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -248,27 +248,12 @@ impl Drop for Arm64Stack {
     fn drop(&mut self) {
         // Errors are ignored: this runs during a panic too.
         let _ = self.cdq(&["down", "--timeout", "5"]);
-        for label in [
-            self.label(),
-            format!("label=com.docker.compose.project={}", self.project),
-        ] {
-            let ids = docker(&["ps", "-aq", "--filter", &label]).stdout;
-            for id in ids.split_whitespace() {
-                let _ = docker(&["rm", "-f", "-v", id]);
-            }
-            let nets = docker(&["network", "ls", "-q", "--filter", &label]).stdout;
-            for n in nets.split_whitespace() {
-                let _ = docker(&["network", "rm", n]);
-            }
-        }
+        remove_matching(&self.label());
+        remove_matching(&format!(
+            "label=com.docker.compose.project={}",
+            self.project
+        ));
     }
-}
-
-fn check<'a>(checks: &'a [serde_json::Value], id: &str, all: &Out) -> &'a serde_json::Value {
-    checks
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("preflight has no `{id}` check: {all}"))
 }
 
 #[test]
@@ -296,13 +281,12 @@ fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
     ]);
     let report: serde_json::Value = serde_json::from_str(&pf.stdout)
         .unwrap_or_else(|e| panic!("`cdq preflight --json` printed no JSON ({e}): {pf}"));
-    let checks = report["checks"].as_array().expect("checks is a list");
-    let host = check(checks, "host-arch", &pf);
+    let host = preflight_check(&report, "host-arch");
     assert_eq!(
         host["status"], "pass",
         "the aarch64 binary sees an arm64 host: {host}"
     );
-    let daemon = check(checks, "docker-arch", &pf);
+    let daemon = preflight_check(&report, "docker-arch");
     if std::env::consts::ARCH == "x86_64" {
         assert_eq!(daemon["status"], "fail", "{daemon}");
         assert_eq!(daemon["found"], "daemon x86_64", "{daemon}");
@@ -311,7 +295,7 @@ fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
         assert_eq!(daemon["status"], "pass", "{daemon}");
     }
     for svc in EMULATED {
-        let img = check(checks, &format!("image-{svc}"), &pf);
+        let img = preflight_check(&report, &format!("image-{svc}"));
         assert_eq!(img["status"], "pass", "{img}");
         assert_eq!(img["found"], "present (arm64)", "{img}");
     }

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{CDQ, CDQ_ENV, Out, docker, run};
+use common::{CDQ, CDQ_ENV, Out, docker, remove_matching, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -88,15 +88,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.cdq(&["down", "--timeout", "5"]);
-        let label = format!("label=io.cdq.project={}", self.project);
-        let ids = docker(&["ps", "-aq", "--filter", &label]).stdout;
-        for id in ids.split_whitespace() {
-            let _ = docker(&["rm", "-f", "-v", id]);
-        }
-        let nets = docker(&["network", "ls", "-q", "--filter", &label]).stdout;
-        for id in nets.split_whitespace() {
-            let _ = docker(&["network", "rm", id]);
-        }
+        remove_matching(&format!("label=io.cdq.project={}", self.project));
         for t in &self.tags {
             let _ = docker(&["rmi", t]);
         }

@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, run};
+use common::{
+    CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, preflight_check, remove_matching, run,
+};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,6 +98,18 @@ impl Guard {
         self.tags.push(target.to_string());
     }
 
+    /// `cdq preflight --json --ip 127.0.0.1 FLAGS`, expected to fail (exit 3) on check
+    /// `id`: that check, `status: fail` asserted.
+    fn failed_check(&self, flags: &[&str], id: &str) -> serde_json::Value {
+        let pf = self.cdq(&[&["preflight", "--json", "--ip", "127.0.0.1"][..], flags].concat());
+        assert_eq!(pf.code, Some(3), "{pf}");
+        let report: serde_json::Value =
+            serde_json::from_str(&pf.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {pf}"));
+        let c = preflight_check(&report, id).clone();
+        assert_eq!(c["status"], "fail", "{c}");
+        c
+    }
+
     /// Containers and networks carrying the project's label.
     fn labelled(&self) -> Vec<String> {
         let label = format!("label=io.cdq.project={}", self.project);
@@ -111,28 +125,11 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // Errors are ignored: this also runs while a failed assertion unwinds.
-        let label = format!("label=io.cdq.project={}", self.project);
-        for id in docker(&["ps", "-aq", "--filter", &label])
-            .stdout
-            .split_whitespace()
-        {
-            let _ = docker(&["rm", "-f", "-v", id]);
-        }
-        // Containers a test made to stand for someone else's (no project label).
-        let owner = format!("label=io.cdq.test-owner={}", self.project);
-        for id in docker(&["ps", "-aq", "--filter", &owner])
-            .stdout
-            .split_whitespace()
-        {
-            let _ = docker(&["rm", "-f", "-v", id]);
-        }
-        for id in docker(&["network", "ls", "-q", "--filter", &label])
-            .stdout
-            .split_whitespace()
-        {
-            let _ = docker(&["network", "rm", id]);
-        }
+        // Errors are ignored: this also runs while a failed assertion unwinds. Containers a
+        // test made to stand for someone else's (no project label) go first, so the
+        // project's network is free to go.
+        remove_matching(&format!("label=io.cdq.test-owner={}", self.project));
+        remove_matching(&format!("label=io.cdq.project={}", self.project));
         for t in &self.tags {
             let _ = docker(&["rmi", t]);
         }
@@ -148,19 +145,6 @@ fn host_arch() -> &'static str {
         "aarch64" => "arm64",
         other => panic!("no kit images for {other}"),
     }
-}
-
-/// A preflight check from `cdq preflight --json`.
-fn check(json: &str, id: &str) -> serde_json::Value {
-    let v: serde_json::Value =
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check `{id}` in {v:#}"))
-        .clone()
 }
 
 const UP: [&str; 5] = ["up", "--ip", "127.0.0.1", "--progress", "plain"];
@@ -214,19 +198,7 @@ fn data_dir_not_writable() {
         (&on_ro, format!("`{}` is not writable", ro.display())),
     ] {
         let d = data.to_str().unwrap();
-        let pf = g.cdq(&[
-            "--images",
-            "local",
-            "--data-dir",
-            d,
-            "preflight",
-            "--json",
-            "--ip",
-            "127.0.0.1",
-        ]);
-        assert_eq!(pf.code, Some(3), "{pf}");
-        let c = check(&pf.stdout, "data-dir");
-        assert_eq!(c["status"], "fail", "{c}");
+        let c = g.failed_check(&["--images", "local", "--data-dir", d], "data-dir");
         assert_eq!(c["found"], found.as_str(), "{c}");
         assert!(
             c["fix"]
@@ -295,19 +267,7 @@ fn disk_nearly_full_at_the_data_dir() {
     let small = g.tmpfs("small", "size=16m");
     let data = small.join("data");
     let d = data.to_str().unwrap();
-    let pf = g.cdq(&[
-        "--images",
-        "local",
-        "--data-dir",
-        d,
-        "preflight",
-        "--json",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    assert_eq!(pf.code, Some(3), "{pf}");
-    let c = check(&pf.stdout, "disk-data");
-    assert_eq!(c["status"], "fail", "{c}");
+    let c = g.failed_check(&["--images", "local", "--data-dir", d], "disk-data");
     assert_eq!(
         c["found"],
         format!("16 MiB free at `{}`", small.display()),
@@ -358,19 +318,7 @@ fn wrong_arch_image() {
         .to_string();
     g.tag(&format!("cdq-local/redis:1-{other}"), &reference);
 
-    let pf = g.cdq(&[
-        "--images",
-        &prefix,
-        "preflight",
-        "--json",
-        "--arch",
-        host,
-        "--ip",
-        "127.0.0.1",
-    ]);
-    assert_eq!(pf.code, Some(3), "{pf}");
-    let c = check(&pf.stdout, "image-redis");
-    assert_eq!(c["status"], "fail", "{c}");
+    let c = g.failed_check(&["--images", &prefix, "--arch", host], "image-redis");
     let all = c.to_string();
     assert!(all.contains(&reference), "names the reference: {c}");
     assert!(all.contains(other), "names the image's arch: {c}");
@@ -389,17 +337,7 @@ fn image_missing_offline() {
         "{}versions: {{ redis: 0.0.0-cdqf-absent }}\n",
         std::fs::read_to_string(g.config()).unwrap()
     ));
-    let pf = g.cdq(&[
-        "--images",
-        "official",
-        "preflight",
-        "--json",
-        "--ip",
-        "127.0.0.1",
-    ]);
-    assert_eq!(pf.code, Some(3), "{pf}");
-    let c = check(&pf.stdout, "image-redis");
-    assert_eq!(c["status"], "fail", "{c}");
+    let c = g.failed_check(&["--images", "official"], "image-redis");
     assert_eq!(c["found"], "not present", "{c}");
     assert_eq!(
         c["needed"],

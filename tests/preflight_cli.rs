@@ -7,6 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+use common::preflight_check as check;
+
 fn host_ip() -> String {
     // Pass the address explicitly so the run does not depend on how many interfaces this
     // machine has (detection itself is tested in `preflight_ip.rs`).
@@ -32,15 +35,6 @@ fn preflight(dir: &Path, extra: &[&str]) -> (i32, Value, String) {
     let v: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
     (out.status.code().unwrap(), v, stderr)
-}
-
-fn check<'a>(v: &'a Value, id: &str) -> &'a Value {
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check `{id}` in {v:#}"))
 }
 
 fn listing(dir: &Path) -> Vec<String> {

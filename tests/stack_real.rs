@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, run};
+use common::{CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, remove_matching, run};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -351,19 +351,11 @@ impl Drop for Stack {
         // cdq first (it knows the stop order); then, whatever cdq left or could not reach,
         // by label. Errors are ignored: this runs during a panic too.
         let _ = self.cdq(&["down", "--timeout", "2"]);
-        for label in [
-            self.label(),
-            format!("label=com.docker.compose.project={}", self.project),
-        ] {
-            let ids = docker(&["ps", "-aq", "--filter", &label]).stdout;
-            for id in ids.split_whitespace() {
-                let _ = docker(&["rm", "-f", "-v", id]);
-            }
-            let nets = docker(&["network", "ls", "-q", "--filter", &label]).stdout;
-            for n in nets.split_whitespace() {
-                let _ = docker(&["network", "rm", n]);
-            }
-        }
+        remove_matching(&self.label());
+        remove_matching(&format!(
+            "label=com.docker.compose.project={}",
+            self.project
+        ));
         for c in &self.extra_containers {
             let _ = docker(&["rm", "-f", "-v", c]);
         }

@@ -1,6 +1,6 @@
 //! What the real-daemon test files share: the binary under test, the environment a
-//! developer's shell must not leak into it, running commands into printable output, and
-//! free ports. One copy, so the files cannot drift apart on what they isolate.
+//! developer's shell must not leak into it, running commands into printable output, free
+//! ports, removing what a test labelled, and reading preflight's JSON. One copy, so the files cannot drift apart on what they isolate.
 
 // Each test file uses its own subset.
 #![allow(dead_code)]
@@ -80,4 +80,31 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
         .map(|_| TcpListener::bind("0.0.0.0:0").expect("binding an ephemeral port"))
         .collect();
     std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
+/// Removes every container (with its anonymous volumes), then every network, that matches
+/// `filter` (`label=KEY=VALUE`). Errors are ignored: guards call this while a test panics.
+pub fn remove_matching(filter: &str) {
+    for id in docker(&["ps", "-aq", "--filter", filter])
+        .stdout
+        .split_whitespace()
+    {
+        let _ = docker(&["rm", "-f", "-v", id]);
+    }
+    for id in docker(&["network", "ls", "-q", "--filter", filter])
+        .stdout
+        .split_whitespace()
+    {
+        let _ = docker(&["network", "rm", id]);
+    }
+}
+
+/// The check `id` of a `cdq preflight --json` report, or a panic showing the report.
+pub fn preflight_check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("`checks` is a list")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check `{id}` in {report:#}"))
 }
