@@ -51,7 +51,6 @@ done
 
 # The kit skips every image whose recipe is unchanged, so this is cheap when built.
 scripts/build-local-images.sh
-# The full arm64 kit (the arm64 image set for bundles; tests/arm64_e2e.rs deploys six of it
-# under qemu, all but mysql and what needs it). Built under emulation, it takes ~20 minutes
-# on a fresh 2-core machine (the arm64 rootfs is cached afterwards; a re-run skips in ~10 s).
-scripts/build-local-images.sh --arch arm64
+# Only the host's architecture: the arm64 kit (bundles for arm64 sites, tests/arm64_e2e.rs) is
+# built by what needs it, which says so when it starts: under emulation it costs ~10-20
+# minutes on a 2-core machine that the main job never uses.
