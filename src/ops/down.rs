@@ -84,43 +84,34 @@ async fn remove<E: Engine>(
     Ok(c.name.clone())
 }
 
-/// Waves of services to stop: each wave only after every service that depends on it is gone.
+/// Waves of services to stop: containers the project does not know first, then the
+/// project's start waves in reverse, each holding only the services present.
 pub fn stop_waves(project: Option<&Project>, present: &[String]) -> Vec<Vec<String>> {
-    let mut order: Vec<String> = match project {
-        Some(p) => p.start_order().into_iter().map(str::to_string).collect(),
-        None => Vec::new(),
-    };
-    // Containers the project does not know stop first.
+    let known: Vec<Vec<String>> = project
+        .map(|p| {
+            p.start_waves()
+                .into_iter()
+                .rev()
+                .map(|w| {
+                    w.into_iter()
+                        .filter(|s| present.iter().any(|x| x == s))
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|w| !w.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     let unknown: Vec<String> = present
         .iter()
-        .filter(|s| !order.contains(s))
+        .filter(|s| !known.iter().flatten().any(|k| k == *s))
         .cloned()
         .collect();
-    order.retain(|s| present.contains(s));
     let mut waves = Vec::new();
     if !unknown.is_empty() {
         waves.push(unknown);
     }
-    let mut left = order;
-    while !left.is_empty() {
-        let wave: Vec<String> = left
-            .iter()
-            .filter(|s| {
-                // No remaining service depends on s.
-                !left.iter().any(|o| {
-                    project.is_some_and(|p| {
-                        p.services
-                            .get(o)
-                            .is_some_and(|x| x.depends_on.contains_key(*s))
-                    })
-                })
-            })
-            .cloned()
-            .collect();
-        let wave = if wave.is_empty() { left.clone() } else { wave };
-        left.retain(|s| !wave.contains(s));
-        waves.push(wave);
-    }
+    waves.extend(known);
     waves
 }
 
