@@ -10,10 +10,13 @@
 
 use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const CDQ: &str = env!("CARGO_BIN_EXE_cdq");
@@ -198,6 +201,30 @@ impl Sandbox {
         run(&mut self.command_env(args, extra_env))
     }
 
+    /// `cdq ARGS` started in the background, its output collected as it arrives.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning cdq");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Running {
+            child,
+            stdout,
+            stderr,
+            readers,
+            t0: Instant::now(),
+        }
+    }
+
     /// IDs of the containers and networks carrying the project's label.
     pub fn labelled(&self) -> Vec<String> {
         let label = self.label();
@@ -314,4 +341,78 @@ pub fn preflight_check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde
         .iter()
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("no check `{id}` in {report:#}"))
+}
+
+/// A cdq process running in the background whose output is collected as it arrives, so a
+/// test can act at a known point of its progress (send a signal, start a rival).
+pub struct Running {
+    pub child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+    t0: Instant,
+}
+
+fn collect(r: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    })
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until stderr contains `needle`; panics (with the output so far) at `limit` or
+    /// if the process ends first.
+    pub fn wait_for_stderr(&mut self, needle: &str, limit: Duration) {
+        let t0 = Instant::now();
+        loop {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            if !self.is_running() {
+                // Let the readers drain what the process wrote last.
+                thread::sleep(Duration::from_millis(100));
+                if self.stderr().contains(needle) {
+                    return;
+                }
+                panic!("cdq ended before printing {needle:?}:\n{}", self.stderr());
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "cdq did not print {needle:?} within {limit:?}:\n{}",
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait(mut self) -> Out {
+        let status = self.child.wait().expect("waiting for cdq");
+        let took = self.t0.elapsed();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Out {
+            code: status.code(),
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr.lock().unwrap().clone(),
+            took,
+        }
+    }
 }
