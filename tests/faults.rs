@@ -504,3 +504,33 @@ fn rerender_after_deleting_env_keeps_the_passwords() {
         assert!(!o.stderr.contains(p.as_str()) && !o.stdout.contains(p.as_str()));
     }
 }
+
+// ---- the sandbox itself ------------------------------------------------------------------
+
+/// A test that fails still leaves nothing behind: a sandbox dropped while a panic unwinds
+/// removes the containers and networks with its project's label, and its temp dir.
+#[test]
+fn a_failing_test_leaves_nothing_labelled() {
+    let outcome = std::panic::catch_unwind(|| {
+        let g = Guard::new("panics");
+        let label = format!("io.cdq.project={}", g.project());
+        let net = format!("{}_default", g.project());
+        docker_ok(&["network", "create", "--label", &label, &net]);
+        let image = format!("cdq-local/redis:1-{}", host_arch());
+        docker_ok(&["create", "--label", &label, "--network", &net, &image]);
+        assert_eq!(g.labelled().len(), 2, "a container and a network");
+        std::panic::panic_any((g.label(), g.root().to_path_buf()));
+    });
+    let payload = outcome.expect_err("the closure panics");
+    let (label, root) = payload
+        .downcast_ref::<(String, PathBuf)>()
+        .expect("the payload names the sandbox")
+        .clone();
+    assert_eq!(docker_ok(&["ps", "-aq", "--filter", &label]), "", "{label}");
+    assert_eq!(
+        docker_ok(&["network", "ls", "-q", "--filter", &label]),
+        "",
+        "{label}"
+    );
+    assert!(!root.exists(), "temp dir removed: {}", root.display());
+}
