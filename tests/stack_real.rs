@@ -3,7 +3,7 @@
 //! They drive the built binary against the local Docker engine on the local image kit
 //! (`scripts/build-local-images.sh` builds `cdq-local/*`); a missing image shows up as a
 //! failed `cdq up`, never as a skip. Every test has its own project name
-//! (`cdqt-<test>-<pid>-<n>`), its own temporary deploy directory and its own published
+//! (`cdqt-<test>-<pid>-<n>-<nanos>`), its own temporary deploy directory and its own published
 //! ports, so they run in parallel with each other and with anything else on the host. A
 //! [`Stack`] guard (a `tests/common` [`Sandbox`] plus objects made outside the project)
 //! runs `cdq down` and then removes whatever still carries the project's label, pass or
