@@ -2,19 +2,19 @@
 //! driving the built binary against the local Docker engine.
 //!
 //! Other tests use the `cdq-local/*` kit tags at the same time, so these never remove them.
-//! Instead each test tags a kit image under a prefix of its own (`cdqbt<pid>x<n>/redis:7.2.5`)
+//! Instead each test tags a kit image under a prefix of its own (`cdqbt-bundle-<pid>-<n>-<nanos>/redis:7.2.5`)
 //! and runs cdq with `--images <prefix>` (a registry prefix rewrites the official reference
 //! `redis:7.2.5` to `<prefix>/redis:7.2.5`) and `services: [redis]`. Removing that tag is an
 //! untag: the image stays (the kit tag still holds it), so "the load restored it with the
-//! same id" is checked on the tag. A [`Guard`] runs `cdq down`, removes whatever still
-//! carries the project's label and untags, pass or fail.
+//! same id" is checked on the tag. A [`Guard`] (a `tests/common` [`Sandbox`] whose project
+//! name is also the prefix) runs `cdq down`, removes whatever still carries the project's
+//! label and untags, pass or fail.
 
 mod common;
 
-use common::{CDQ, CDQ_ENV, Out, docker, remove_matching, run};
+use common::{Sandbox, docker};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The image id a reference points at, or None.
 fn image_id(reference: &str) -> Option<String> {
@@ -22,29 +22,32 @@ fn image_id(reference: &str) -> Option<String> {
     (o.code == Some(0)).then(|| o.stdout.trim().to_string())
 }
 
-static SERIAL: AtomicUsize = AtomicUsize::new(0);
-
-/// One test's prefix, deploy directory and project, cleaned up on drop.
+/// One test's [`Sandbox`] (project `cdqbt-bundle-…`, which is also the image prefix, with
+/// `--images <prefix>`), plus the tag it made; `cdq down`, removal by label and untagging
+/// on drop.
 struct Guard {
-    prefix: String,
-    project: String,
-    dir: tempfile::TempDir,
+    sb: Sandbox,
     tags: Vec<String>,
+}
+
+impl Deref for Guard {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sb
+    }
 }
 
 impl Guard {
     /// Tags `kit` as `<prefix>/redis:7.2.5` and writes a `cdq.yaml` with only redis.
     fn new(kit: &str) -> Guard {
-        let n = SERIAL.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("cdqbt{}x{n}", std::process::id());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cdq.yaml"), "services: [redis]\n").unwrap();
+        let sb = Sandbox::new("cdqbt", "bundle").down_on_drop("5");
+        let prefix = sb.project().to_string();
         let g = Guard {
-            project: prefix.clone(),
+            sb: sb.flags(&["--images", &prefix]),
             tags: vec![format!("{prefix}/redis:7.2.5")],
-            prefix,
-            dir,
         };
+        std::fs::create_dir(g.dir()).unwrap();
+        g.write_config("services: [redis]\n");
         assert!(
             image_id(kit).is_some(),
             "the kit image `{kit}` is missing: run scripts/build-local-images.sh"
@@ -58,20 +61,8 @@ impl Guard {
         &self.tags[0]
     }
 
-    fn cdq(&self, args: &[&str]) -> Out {
-        let mut c = Command::new(CDQ);
-        for v in CDQ_ENV {
-            c.env_remove(v);
-        }
-        c.arg("--dir")
-            .arg(self.dir.path())
-            .args(["--images", &self.prefix, "-p", &self.project])
-            .args(args);
-        run(&mut c)
-    }
-
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.root().join(name)
     }
 
     fn untag(&self) {
@@ -87,8 +78,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.cdq(&["down", "--timeout", "5"]);
-        remove_matching(&format!("label=io.cdq.project={}", self.project));
+        self.sb.teardown();
         for t in &self.tags {
             let _ = docker(&["rmi", t]);
         }

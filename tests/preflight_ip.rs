@@ -2,6 +2,8 @@
 //! namespace with veth interfaces and bridges, runs `cdq render` inside it, and removes the
 //! namespace when done (even on failure). Needs root and iproute2.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -50,12 +52,13 @@ impl Netns {
         self.exec(&["ip", "link", "set", name, "up"]);
     }
 
+    /// `cdq render` inside the namespace; `ip netns exec` passes the environment on, so
+    /// no `CDQ_*` variable of the developer's shell reaches cdq ([`common::clean_command`]).
     fn render(&self, dir: &Path) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, env!("CARGO_BIN_EXE_cdq"), "--dir"])
+        common::clean_command("ip")
+            .args(["netns", "exec", &self.0, common::CDQ, "--dir"])
             .arg(dir)
             .args(["render", "--json"])
-            .env_remove("CDQ_HOST_IP")
             .output()
             .unwrap()
     }
