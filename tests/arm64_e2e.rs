@@ -34,7 +34,7 @@
 
 mod common;
 
-use common::{Sandbox, docker, docker_ok, free_ports, preflight_check, run};
+use common::{Sandbox, docker_ok, free_ports, preflight_check, run};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -124,7 +124,7 @@ fn check_qemu() {
 }
 
 /// Fails with the fix unless binfmt_misc hands arm64 container processes to qemu. Checked
-/// after [`ensure_kit_images`], since the kit build registers it when it debootstraps.
+/// after [`common::ensure_arm64_kit`], since the kit build registers it when it debootstraps.
 fn check_binfmt() {
     let reg = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
     let enabled = std::fs::read_to_string(reg).unwrap_or_default();
@@ -133,72 +133,6 @@ fn check_binfmt() {
         "binfmt_misc has no enabled `qemu-aarch64` entry ({}), so arm64 containers cannot start\n\
          hint: update-binfmts --enable qemu-aarch64 (scripts/build-local-images.sh --arch arm64 registers it)",
         reg.display()
-    );
-}
-
-fn kit_image(service: &str) -> String {
-    format!("cdq-local/{service}:1-arm64")
-}
-
-/// The services among [`EMULATED`] whose arm64 kit image is absent; fails if one is present
-/// but not arm64 (a mistag the build would not fix, since it skips a matching recipe).
-fn missing_kit_images() -> Vec<&'static str> {
-    let mut missing = vec![];
-    for s in EMULATED {
-        let image = kit_image(s);
-        let o = docker(&["image", "inspect", "--format", "{{.Architecture}}", &image]);
-        match o.code {
-            Some(0) => assert_eq!(o.stdout.trim(), "arm64", "{image} is not an arm64 image"),
-            _ => missing.push(s),
-        }
-    }
-    missing
-}
-
-/// Builds the arm64 kit images the test deploys when any is missing (`scripts/setup.sh`
-/// builds only the host's kit): `scripts/build-local-images.sh --arch arm64 --only <them>`,
-/// its output going straight to the terminal, since it runs for many minutes. Fails with
-/// the build's exit status, or if an image is still missing after it.
-fn ensure_kit_images() {
-    let missing = missing_kit_images();
-    if missing.is_empty() {
-        return;
-    }
-    let names: Vec<String> = missing.iter().map(|s| kit_image(s)).collect();
-    eprintln!(
-        "arm64 kit images missing ({}): building them under emulation, ~10-20 minutes on \
-         2 cores (scripts/build-local-images.sh --arch arm64 --only {})",
-        names.join(", "),
-        missing.join(",")
-    );
-    let t0 = Instant::now();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-local-images.sh");
-    let status = Command::new(&script)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["--arch", "arm64", "--only", &missing.join(",")])
-        .stdin(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        status.success(),
-        "building the arm64 kit images failed ({status}); its output is above\n\
-         hint: it needs root, debootstrap and qemu-user-static (scripts/setup.sh installs \
-         them); run `scripts/build-local-images.sh --arch arm64 --only {}` by hand to see why",
-        missing.join(",")
-    );
-    eprintln!(
-        "arm64 kit images built in {:.0}s",
-        t0.elapsed().as_secs_f64()
-    );
-    let still = missing_kit_images();
-    assert!(
-        still.is_empty(),
-        "the kit build succeeded but these arm64 images are still missing: {}",
-        still
-            .iter()
-            .map(|s| kit_image(s))
-            .collect::<Vec<_>>()
-            .join(", ")
     );
 }
 
@@ -249,7 +183,7 @@ fn leftovers(s: &Sandbox) -> Vec<String> {
 fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
     let t_all = Instant::now();
     check_qemu();
-    ensure_kit_images();
+    common::ensure_arm64_kit(&EMULATED);
     check_binfmt();
     let t0 = Instant::now();
     let bin = aarch64_cdq();

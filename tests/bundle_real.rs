@@ -187,7 +187,8 @@ fn an_arm64_bundle_is_refused_on_this_amd64_host_without_arch() {
         "x86_64",
         "this test needs an amd64 host"
     );
-    let g = Guard::new("cdq-local/redis:1-arm64");
+    common::ensure_arm64_kit(&["redis"]);
+    let g = Guard::new(&common::arm64_kit_image("redis"));
     let bundle = g.path("arm64.bundle");
     let bundle_arg = bundle.to_str().unwrap();
     let o = g.cdq(&["bundle", "save", "--arch", "arm64", "-o", bundle_arg]);

@@ -984,5 +984,6 @@ fn redis_answers_ping_with_auth() {
 
 #[test]
 fn arm64_redis_is_arm64_and_answers_ping_under_emulation() {
+    common::ensure_arm64_kit(&["redis"]);
     redis_answers_ping("arm64");
 }

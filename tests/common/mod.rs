@@ -416,3 +416,71 @@ impl Running {
         }
     }
 }
+
+// ---- the arm64 kit, built by what needs it ---------------------------------------------
+
+pub fn arm64_kit_image(service: &str) -> String {
+    format!("cdq-local/{service}:1-arm64")
+}
+
+/// The services among `services` whose arm64 kit image is absent; fails if one is present
+/// but not arm64 (a mistag the build would not fix, since it skips a matching recipe).
+fn missing_arm64_kit<'a>(services: &[&'a str]) -> Vec<&'a str> {
+    let mut missing = vec![];
+    for s in services.iter().copied() {
+        let image = arm64_kit_image(s);
+        let o = docker(&["image", "inspect", "--format", "{{.Architecture}}", &image]);
+        match o.code {
+            Some(0) => assert_eq!(o.stdout.trim(), "arm64", "{image} is not an arm64 image"),
+            _ => missing.push(s),
+        }
+    }
+    missing
+}
+
+/// Builds the arm64 kit images of `services` when any is missing (`scripts/setup.sh`
+/// builds only the host's kit): `scripts/build-local-images.sh --arch arm64 --only <them>`,
+/// its output going straight to the terminal, since it runs for many minutes. Fails with
+/// the build's exit status, or if an image is still missing after it.
+pub fn ensure_arm64_kit(services: &[&str]) {
+    let missing = missing_arm64_kit(services);
+    if missing.is_empty() {
+        return;
+    }
+    let names: Vec<String> = missing.iter().map(|s| arm64_kit_image(s)).collect();
+    eprintln!(
+        "arm64 kit images missing ({}): building them under emulation, ~10-20 minutes on \
+         2 cores (scripts/build-local-images.sh --arch arm64 --only {})",
+        names.join(", "),
+        missing.join(",")
+    );
+    let t0 = Instant::now();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-local-images.sh");
+    let status = Command::new(&script)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--arch", "arm64", "--only", &missing.join(",")])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        status.success(),
+        "building the arm64 kit images failed ({status}); its output is above\n\
+         hint: it needs root, debootstrap and qemu-user-static (scripts/setup.sh installs \
+         them); run `scripts/build-local-images.sh --arch arm64 --only {}` by hand to see why",
+        missing.join(",")
+    );
+    eprintln!(
+        "arm64 kit images built in {:.0}s",
+        t0.elapsed().as_secs_f64()
+    );
+    let still = missing_arm64_kit(services);
+    assert!(
+        still.is_empty(),
+        "the kit build succeeded but these arm64 images are still missing: {}",
+        still
+            .iter()
+            .map(|s| arm64_kit_image(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
