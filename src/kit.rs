@@ -136,3 +136,37 @@ pub fn absolute(p: &Path) -> PathBuf {
         std::env::current_dir().unwrap_or_default().join(p)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::Arch;
+    use crate::settings::{self, Overrides};
+
+    /// `status`, `down` and `logs` all act on the compose file's `name:` when it has one.
+    #[test]
+    fn the_project_name_on_disk_beats_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings::load(
+            dir.path(),
+            &Overrides {
+                dir: Some(dir.path().to_path_buf()),
+                arch: Some(Arch::Amd64),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let ctx = Context::new(settings).unwrap();
+        assert_eq!(
+            project_name(&ctx, on_disk(&ctx, None).unwrap().as_ref()),
+            "cdq"
+        );
+        std::fs::write(
+            dir.path().join("docker-compose.amd64.yaml"),
+            "name: renamed\nservices:\n  app:\n    image: app:1\n",
+        )
+        .unwrap();
+        let p = on_disk(&ctx, None).unwrap();
+        assert_eq!(project_name(&ctx, p.as_ref()), "renamed");
+    }
+}
