@@ -14,6 +14,7 @@ pub mod error;
 pub mod execute;
 pub mod host;
 pub mod hostip;
+pub mod imageref;
 pub mod interpolate;
 pub mod lock;
 pub mod plan;

@@ -106,7 +106,7 @@ fn damaged(bundle: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
 
 #[test]
 fn round_trip_restores_the_image_and_up_reaches_healthy() {
-    let g = Guard::new("cdq-local/redis:1-amd64");
+    let g = Guard::new("cdq-local/redis:2-amd64");
     let id = image_id(g.reference()).unwrap();
     let bundle = g.path("redis.bundle");
     let bundle_arg = bundle.to_str().unwrap();
@@ -197,7 +197,7 @@ fn an_arm64_bundle_is_refused_on_this_amd64_host_without_arch() {
         "x86_64",
         "this test needs an amd64 host"
     );
-    let g = Guard::new("cdq-local/redis:1-arm64");
+    let g = Guard::new("cdq-local/redis:2-arm64");
     let bundle = g.path("arm64.bundle");
     let bundle_arg = bundle.to_str().unwrap();
     let o = g.cdq(&["bundle", "save", "--arch", "arm64", "-o", bundle_arg]);

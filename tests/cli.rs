@@ -290,7 +290,7 @@ fn images_lists_the_chosen_set() {
     assert!(
         stdout(&o)
             .lines()
-            .all(|l| l.starts_with("cdq-local/") && l.ends_with(":1-arm64")),
+            .all(|l| l.starts_with("cdq-local/") && l.ends_with(":2-arm64")),
         "{}",
         stdout(&o)
     );

@@ -316,7 +316,7 @@ fn wrong_arch_image() {
         .find(|l| l.starts_with(&format!("{prefix}/redis:")))
         .unwrap_or_else(|| panic!("no redis reference: {images}"))
         .to_string();
-    g.tag(&format!("cdq-local/redis:1-{other}"), &reference);
+    g.tag(&format!("cdq-local/redis:2-{other}"), &reference);
 
     let c = g.failed_check(&["--images", &prefix, "--arch", host], "image-redis");
     let all = c.to_string();
@@ -413,7 +413,7 @@ fn compose_file_with_an_unsupported_key() {
         std::fs::write(
             &f,
             format!(
-                "services:\n  app:\n    image: cdq-local/redis:1-{}\n{extra}",
+                "services:\n  app:\n    image: cdq-local/redis:2-{}\n{extra}",
                 host_arch()
             ),
         )
@@ -451,7 +451,7 @@ fn down_with_a_foreign_container_on_the_network() {
     std::fs::write(
         &f,
         format!(
-            "services:\n  app:\n    image: cdq-local/redis:1-{}\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"ping\"]\n      interval: 1s\n",
+            "services:\n  app:\n    image: cdq-local/redis:2-{}\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"ping\"]\n      interval: 1s\n",
             host_arch()
         ),
     )
@@ -472,7 +472,7 @@ fn down_with_a_foreign_container_on_the_network() {
         &format!("io.cdq.test-owner={}", g.project),
         "--entrypoint",
         "sleep",
-        &format!("cdq-local/redis:1-{}", host_arch()),
+        &format!("cdq-local/redis:2-{}", host_arch()),
         "300",
     ]);
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const KIT_VERSION: &str = "1";
+const KIT_VERSION: &str = "2";
 
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {

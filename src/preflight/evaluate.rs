@@ -1233,7 +1233,7 @@ mod tests {
                 r.image_set = "local".into();
                 f.images = vec![image(
                     "elasticsearch",
-                    "cdq-local/elasticsearch:1-amd64",
+                    "cdq-local/elasticsearch:2-amd64",
                     ImageState::Missing,
                 )]
             },
