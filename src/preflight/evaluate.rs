@@ -68,6 +68,8 @@ pub struct Requirements {
     pub data_dir: PathBuf,
     pub host_ip: Decision,
     pub explicit_arch: bool,
+    /// Data directories whose contents the chosen images must be able to read.
+    pub data: Vec<super::olddata::DataNeed>,
 }
 
 fn max_need(
@@ -136,6 +138,7 @@ impl Requirements {
             data_dir: s.data_dir.clone(),
             host_ip: host_ip.clone(),
             explicit_arch: s.arch.is_some(),
+            data: super::olddata::needs(s, project),
         }
     }
 }
@@ -186,6 +189,7 @@ pub fn evaluate(f: &Facts, r: &Requirements) -> Vec<Finding> {
     data_dir_checks(f, r, &mut out);
     clock_checks(f, &mut out);
     image_checks(f, r, &mut out);
+    super::olddata::judge(&f.old_data, &mut out);
     out.push(host_ip_check(f));
     out
 }
@@ -778,6 +782,7 @@ mod tests {
                 changed_from: None,
             },
             explicit_arch: false,
+            data: vec![],
         }
     }
 
@@ -852,6 +857,7 @@ mod tests {
                 interface: Some(("eth0".into(), false)),
                 candidates: vec!["10.1.2.3 (eth0)".into()],
             },
+            old_data: vec![],
         }
     }
 

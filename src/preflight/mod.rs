@@ -11,6 +11,7 @@
 
 pub mod evaluate;
 pub mod facts;
+pub mod olddata;
 pub mod report;
 
 use serde::Serialize;
