@@ -2,9 +2,10 @@
 //! driving the built binary against the local Docker engine.
 //!
 //! Other tests use the `cdq-local/*` kit tags at the same time, so these never remove them.
-//! Instead each test tags a kit image under a prefix of its own (`cdqbt<pid>x<n>/redis:7.2.5`)
-//! and runs cdq with `--images <prefix>` (a registry prefix rewrites the official reference
-//! `redis:7.2.5` to `<prefix>/redis:7.2.5`) and `services: [redis]`. Removing that tag is an
+//! Instead each test tags a kit image under a prefix of its own
+//! (`cdqbt<pid>x<n>/library/redis:7.2.11`) and runs cdq with `--images <prefix>` (a registry
+//! prefix rewrites the official reference `redis:7.2.11` to `<prefix>/library/redis:7.2.11`,
+//! the upstream path) and `services: [redis]`. Removing that tag is an
 //! untag: the image stays (the kit tag still holds it), so "the load restored it with the
 //! same id" is checked on the tag. A [`Guard`] runs `cdq down`, removes whatever still
 //! carries the project's label and untags, pass or fail.
@@ -33,7 +34,8 @@ struct Guard {
 }
 
 impl Guard {
-    /// Tags `kit` as `<prefix>/redis:7.2.5` and writes a `cdq.yaml` with only redis.
+    /// Tags `kit` as `<prefix>/library/redis:7.2.11` (where a registry prefix puts the
+    /// official redis, upstream layout) and writes a `cdq.yaml` with only redis.
     fn new(kit: &str) -> Guard {
         let n = SERIAL.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("cdqbt{}x{n}", std::process::id());
@@ -41,7 +43,7 @@ impl Guard {
         std::fs::write(dir.path().join("cdq.yaml"), "services: [redis]\n").unwrap();
         let g = Guard {
             project: prefix.clone(),
-            tags: vec![format!("{prefix}/redis:7.2.5")],
+            tags: vec![format!("{prefix}/library/redis:7.2.11")],
             prefix,
             dir,
         };

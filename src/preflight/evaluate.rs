@@ -138,7 +138,7 @@ impl Requirements {
             data_dir: s.data_dir.clone(),
             host_ip: host_ip.clone(),
             explicit_arch: s.arch.is_some(),
-            data: super::olddata::needs(s, project),
+            data: super::olddata::needs(s, catalog, project),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::catalog::Catalog;
 use crate::project::Project;
 use crate::services::Service;
 use crate::settings::{ImageSet, Settings};
@@ -25,6 +26,9 @@ pub struct DataNeed {
     pub dir: PathBuf,
     pub image: String,
     pub reader: Reader,
+    /// The uid that must be able to write the directory, when the image runs as that uid
+    /// from the start (kafka); None when its entrypoint starts as root and chowns (mysql).
+    pub writer_uid: Option<u32>,
 }
 
 /// The server the chosen image runs, as far as its data format goes.
@@ -61,13 +65,15 @@ pub enum Found {
 pub struct Probe {
     pub need: DataNeed,
     pub found: Found,
+    /// The directory's owner, when it exists.
+    pub owner: Option<u32>,
 }
 
 const MYSQL_DATA: &str = "/var/lib/mysql";
 const KAFKA_DATA: &str = "/var/lib/kafka/data";
 
 /// The data directories of mysql and kafka as the rendered project mounts them.
-pub fn needs(s: &Settings, project: &Project) -> Vec<DataNeed> {
+pub fn needs(s: &Settings, catalog: &Catalog, project: &Project) -> Vec<DataNeed> {
     let mut out = Vec::new();
     for (svc, target) in [(Service::Mysql, MYSQL_DATA), (Service::Kafka, KAFKA_DATA)] {
         let Some(spec) = project.services.get(svc.name()) else {
@@ -94,6 +100,9 @@ pub fn needs(s: &Settings, project: &Project) -> Vec<DataNeed> {
             service: svc.name().to_string(),
             dir: bind.source.clone(),
             image: spec.image.clone(),
+            writer_uid: (svc == Service::Kafka)
+                .then(|| catalog.images.get(&svc).map(|i| i.uid))
+                .flatten(),
             reader,
         });
     }
@@ -120,6 +129,9 @@ pub fn probe(needs: &[DataNeed]) -> Vec<Probe> {
                 Reader::Kraft { .. } => probe_kafka(&n.dir),
                 _ => probe_mysql(&n.dir),
             },
+            owner: std::fs::metadata(&n.dir)
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m)),
         })
         .collect()
 }
@@ -229,6 +241,26 @@ pub fn judge(probes: &[Probe], out: &mut Vec<Finding>) {
 
 fn judge_one(p: &Probe) -> Option<Finding> {
     let n = &p.need;
+    // Data the image could read but not write: Bitnami's kafka ran as 1001, apache/kafka
+    // runs as 1000 and does not chown (cdq hands only directories it creates).
+    if let (Some(want), Some(owner)) = (n.writer_uid, p.owner)
+        && owner != want
+        && matches!(p.found, Found::Empty | Found::KafkaKraft { .. })
+    {
+        let dir = n.dir.display();
+        return Some(Finding {
+            id: format!("data-{}", n.service),
+            status: Status::Fail,
+            found: format!(
+                "`{dir}` belongs to uid {owner}; `{}` runs as uid {want} and cannot write it",
+                n.image
+            ),
+            needed: format!("a data directory uid {want} can write"),
+            fix: Some(format!(
+                "hand it over: `sudo chown -R {want}:{want} {dir}` (or remove it if it is empty; `cdq up` creates it with the right owner)"
+            )),
+        });
+    }
     let id = format!("data-{}", n.service);
     let dir = n.dir.display();
     let finding = |status, found: String, needed: String, fix: Option<String>| Finding {
@@ -390,6 +422,7 @@ mod tests {
                 Reader::Mariadb => "cdq-local/mysql:2-amd64".into(),
                 Reader::Mysql(..) => "mysql:8.4.10".into(),
             },
+            writer_uid: None,
             reader,
         }
     }
@@ -538,6 +571,37 @@ mod tests {
         .unwrap();
         assert_eq!(f.status, Status::Fail);
         assert!(f.found.contains("belongs to cluster `abc`"), "{}", f.found);
+    }
+
+    #[test]
+    fn a_kafka_dir_another_uid_owns_fails_with_a_chown() {
+        let t = tempfile::tempdir().unwrap();
+        let mine = std::fs::metadata(t.path())
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .unwrap();
+        let mut n = need(
+            "kafka",
+            t.path(),
+            Reader::Kraft {
+                cluster_id: "a".into(),
+            },
+        );
+        n.writer_uid = Some(mine.wrapping_add(1));
+        let mut out = Vec::new();
+        judge(&probe(&[n.clone()]), &mut out);
+        let f = out
+            .pop()
+            .expect("an empty directory of another uid is a finding");
+        assert_eq!(f.status, Status::Fail);
+        assert!(
+            f.fix
+                .unwrap()
+                .contains(&format!("chown -R {0}:{0}", mine.wrapping_add(1)))
+        );
+        n.writer_uid = Some(mine);
+        let mut out = Vec::new();
+        judge(&probe(&[n]), &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
