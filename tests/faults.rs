@@ -305,15 +305,15 @@ fn wrong_arch_image() {
         "amd64" => ("amd64", "arm64"),
         _ => ("arm64", "amd64"),
     };
-    // A unique registry prefix: `--images PREFIX` rewrites `redis:7.2.5` to
-    // `PREFIX/redis:7.2.5`, so the tag touches no reference anyone else uses.
+    // A unique registry prefix: `--images PREFIX` rewrites `redis:7.2.11` to
+    // `PREFIX/library/redis:7.2.11`, so the tag touches no reference anyone else uses.
     let prefix = format!("cdqf-{}", g.project);
     let images = g.cdq(&["--images", &prefix, "images", "--arch", host]);
     assert_eq!(images.code, Some(0), "{images}");
     let reference = images
         .stdout
         .lines()
-        .find(|l| l.starts_with(&format!("{prefix}/redis:")))
+        .find(|l| l.starts_with(&format!("{prefix}/library/redis:")))
         .unwrap_or_else(|| panic!("no redis reference: {images}"))
         .to_string();
     g.tag(&format!("cdq-local/redis:2-{other}"), &reference);
