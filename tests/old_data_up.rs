@@ -159,6 +159,12 @@ fn data_written_by_the_new_set_passes() {
         &data.join("kafka/meta.properties"),
         &format!("node.id=1\ndirectory.id=x\nversion=1\ncluster.id={id}\n"),
     );
+    // apache/kafka runs as 1000 and must be able to write its directory (as `cdq up` leaves
+    // it); a directory another uid owns is its own FAIL, checked after this
+    for p in [data.join("kafka"), data.join("kafka/meta.properties")] {
+        std::os::unix::fs::chown(&p, Some(1000), Some(1000))
+            .unwrap_or_else(|e| panic!("this test runs as root (chown {}: {e})", p.display()));
+    }
     let (_, out, err) = cdq(dir, &["preflight", "--json"]);
     let v: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
@@ -172,4 +178,21 @@ fn data_written_by_the_new_set_passes() {
             .unwrap_or_else(|| panic!("no `{id}` in {text}"));
         assert_eq!(c["status"], "pass", "{c}");
     }
+    // the same KRaft data owned by root: apache/kafka (uid 1000) could not write it
+    std::os::unix::fs::chown(data.join("kafka"), Some(0), Some(0)).unwrap();
+    let (code, out, _) = cdq(dir, &["preflight", "--json"]);
+    assert_eq!(code, 3, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "data-kafka")
+        .unwrap()
+        .clone();
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["fix"].as_str().unwrap().contains("chown -R 1000:1000"),
+        "{c}"
+    );
 }
