@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CDQ = REPO / "target" / "release" / "cdq"
 ARCH = "amd64" if platform.machine() == "x86_64" else "arm64"
-REDIS = f"cdq-local/redis:1-{ARCH}"
+REDIS = f"cdq-local/redis:2-{ARCH}"
 
 
 def run(cmd, check=True, env=None, cwd=None, quiet=True):

@@ -29,7 +29,7 @@ set -euo pipefail
 # edit (or git checkout) of this file during a long build cannot change what the build runs.
 {
 
-KIT_VERSION=1
+KIT_VERSION=2
 SUITE=bookworm
 SERVICES=(mysql redis zookeeper kafka elasticsearch prometheus grafana server ucenter)
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assets::Assets;
 use crate::error::CdqError;
+use crate::imageref::{Pins, with_tag};
 use crate::services::{Arch, Service};
 use crate::settings::ImageSet;
 use crate::yaml;
@@ -63,12 +64,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Loads `compose/<arch>.yaml` and picks the references for `set`, applying tag overrides.
+    /// Loads `compose/<arch>.yaml` and picks the references for `set`, applying the user's
+    /// pins: a whole reference (`image_refs`) wins, else a tag (`versions`) replaces the
+    /// catalogue's tag, then a registry rewrites it. The local kit is versioned as a set, so
+    /// pins do not apply to it (a pinned tag would point at nothing).
     pub fn load(
         assets: &Assets,
         arch: Arch,
         set: &ImageSet,
-        versions: &BTreeMap<Service, String>,
+        versions: &Pins,
     ) -> anyhow::Result<Catalog> {
         let file = format!("{arch}.yaml");
         let text = assets.read("compose", &file)?;
@@ -90,20 +94,17 @@ impl Catalog {
             let e = parsed.services.get(&s).ok_or_else(|| {
                 CdqError::usage(format!("`compose/{file}` has no entry for `{s}`"))
             })?;
-            let (image, needs) = match set {
-                ImageSet::Official => (
-                    with_tag(&e.official.image, versions.get(&s)),
+            let (image, needs) = match (set, versions.refs.get(&s)) {
+                (ImageSet::Local, _) => (e.local.image.clone(), e.local.needs.clone()),
+                (_, Some(whole)) => (whole.clone(), e.official.needs.clone()),
+                (ImageSet::Official, None) => (
+                    with_tag(&e.official.image, versions.tag(s)),
                     e.official.needs.clone(),
                 ),
-                ImageSet::Registry(prefix) => (
-                    format!(
-                        "{prefix}/{}",
-                        last_part(&with_tag(&e.official.image, versions.get(&s)))
-                    ),
+                (ImageSet::Registry(registry), None) => (
+                    registry.rewrite(&with_tag(&e.official.image, versions.tag(s))),
                     e.official.needs.clone(),
                 ),
-                // The kit is versioned as a set; a tag override would point at nothing.
-                ImageSet::Local => (e.local.image.clone(), e.local.needs.clone()),
             };
             images.insert(
                 s,
@@ -123,54 +124,21 @@ impl Catalog {
     }
 }
 
-/// Replaces the tag of `reference` (keeping a registry port intact).
-fn with_tag(reference: &str, tag: Option<&String>) -> String {
-    let Some(tag) = tag else {
-        return reference.to_string();
-    };
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    let base = match reference[slash..].find(':') {
-        Some(i) => &reference[..slash + i],
-        None => reference,
-    };
-    format!("{base}:{tag}")
-}
-
-fn last_part(reference: &str) -> &str {
-    reference.rsplit('/').next().unwrap_or(reference)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tags_and_prefixes() {
-        assert_eq!(
-            with_tag("mysql:5.7.44", Some(&"8.0.1".into())),
-            "mysql:8.0.1"
-        );
-        assert_eq!(
-            with_tag("reg:5000/a/b:1", Some(&"2".into())),
-            "reg:5000/a/b:2"
-        );
-        assert_eq!(
-            with_tag("reg:5000/a/b", Some(&"2".into())),
-            "reg:5000/a/b:2"
-        );
-        assert_eq!(last_part("bitnami/kafka:3.6.2"), "kafka:3.6.2");
-    }
-
-    #[test]
     fn both_arches_load_for_every_set() {
         let a = Assets::default();
+        let none = Pins::default();
         for arch in [Arch::Amd64, Arch::Arm64] {
             for set in [
                 ImageSet::Official,
                 ImageSet::Local,
                 ImageSet::Registry("h:5000/cd".into()),
             ] {
-                let c = Catalog::load(&a, arch, &set, &BTreeMap::new()).unwrap();
+                let c = Catalog::load(&a, arch, &set, &none).unwrap();
                 assert_eq!(c.images.len(), 9);
             }
         }
@@ -178,17 +146,74 @@ mod tests {
             &a,
             Arch::Arm64,
             &ImageSet::Registry("h:5000/cd".into()),
-            &BTreeMap::new(),
+            &none,
         )
         .unwrap();
-        assert_eq!(c.image(Service::Kafka), "h:5000/cd/kafka:3.6.2");
-        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::Local, &BTreeMap::new()).unwrap();
-        assert_eq!(c.image(Service::Redis), "cdq-local/redis:1-amd64");
+        assert_eq!(c.image(Service::Kafka), "h:5000/cd/apache/kafka:4.3.1");
+        assert_eq!(c.image(Service::Mysql), "h:5000/cd/library/mysql:8.4.10");
+        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::Local, &none).unwrap();
+        assert_eq!(c.image(Service::Redis), "cdq-local/redis:2-amd64");
         assert_eq!(c.images[&Service::Elasticsearch].needs, Needs::default());
-        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::Official, &BTreeMap::new()).unwrap();
+        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::Official, &none).unwrap();
         assert_eq!(
             c.images[&Service::Elasticsearch].needs.vm_max_map_count,
             Some(262144)
         );
+    }
+
+    /// Issue 12: one version per service on both arches (the CD images aside), every
+    /// reference in the catalogue on a supported line, the kit references at the same version.
+    #[test]
+    fn both_arches_pin_the_same_versions() {
+        let a = Assets::default();
+        let none = Pins::default();
+        let amd = Catalog::load(&a, Arch::Amd64, &ImageSet::Official, &none).unwrap();
+        let arm = Catalog::load(&a, Arch::Arm64, &ImageSet::Official, &none).unwrap();
+        for s in Service::ALL {
+            if matches!(s, Service::Server | Service::Ucenter) {
+                continue;
+            }
+            assert_eq!(amd.image(s), arm.image(s), "{s}");
+            assert!(!amd.image(s).contains("bitnami"), "{s}");
+        }
+        assert_eq!(amd.image(Service::Mysql), "mysql:8.4.10");
+        assert_eq!(amd.image(Service::Kafka), "apache/kafka:4.3.1");
+        assert_eq!(amd.images[&Service::Kafka].uid, 1000);
+        assert!(amd.image(Service::Redis).starts_with("redis:7.2."));
+        for (arch, c) in [("amd64", &amd), ("arm64", &arm)] {
+            let local = Catalog::load(&a, c.arch, &ImageSet::Local, &none).unwrap();
+            for s in Service::ALL {
+                assert_eq!(local.image(s), format!("cdq-local/{s}:2-{arch}"));
+                assert_eq!(local.images[&s].uid, c.images[&s].uid, "{s}");
+            }
+        }
+    }
+
+    #[test]
+    fn pins_replace_a_tag_or_the_whole_reference() {
+        let a = Assets::default();
+        let mut pins = Pins::default();
+        pins.tags.insert(Service::Redis, "7.2.12".into());
+        pins.refs
+            .insert(Service::Mysql, "harbor.example.com/dba/mysql:8.4.10".into());
+        let mirror = ImageSet::Registry("mirror.example.com".into());
+        let c = Catalog::load(&a, Arch::Amd64, &mirror, &pins).unwrap();
+        assert_eq!(
+            c.image(Service::Redis),
+            "mirror.example.com/library/redis:7.2.12"
+        );
+        assert_eq!(
+            c.image(Service::Mysql),
+            "harbor.example.com/dba/mysql:8.4.10"
+        );
+        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::Official, &pins).unwrap();
+        assert_eq!(
+            c.image(Service::Mysql),
+            "harbor.example.com/dba/mysql:8.4.10"
+        );
+        // the uid and needs stay the service's contract whoever supplies the image
+        assert_eq!(c.images[&Service::Mysql].uid, 999);
+        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::Local, &pins).unwrap();
+        assert_eq!(c.image(Service::Mysql), "cdq-local/mysql:2-amd64");
     }
 }

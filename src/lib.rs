@@ -26,6 +26,7 @@ pub mod error;
 pub mod execute;
 pub mod host;
 pub mod hostip;
+pub mod imageref;
 pub mod interpolate;
 pub mod kit;
 pub mod lock;

@@ -83,6 +83,7 @@ fn context(i: &Input) -> serde_json::Value {
         "images": images,
         "heap": heap,
         "needs": needs,
+        "kafka_cluster_id": kafka_cluster_id(&s.project),
         "ports": {
             "server": s.ports.server,
             "ucenter": s.ports.ucenter,
@@ -92,6 +93,32 @@ fn context(i: &Input) -> serde_json::Value {
         },
         "secrets": i.secrets.map(),
     })
+}
+
+/// The KRaft cluster id the Kafka image formats its storage with (`CLUSTER_ID`): 16 bytes
+/// in URL-safe base64 without padding, as `kafka-storage.sh random-uuid` prints. Derived
+/// from the project name so a re-render never changes it (a formatted data directory
+/// refuses a different id) and two projects on one host do not share one.
+pub fn kafka_cluster_id(project: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let digest = Sha256::digest(format!("cdq kafka cluster {project}").as_bytes());
+    let bytes = &digest[..16];
+    let mut out = String::with_capacity(22);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(B64[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(B64[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
 }
 
 fn describe(e: &minijinja::Error) -> String {
@@ -262,4 +289,22 @@ pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(Pat
         report.push((f.rel.clone(), change));
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_cluster_id_is_a_stable_base64_uuid() {
+        let a = kafka_cluster_id("cdq");
+        assert_eq!(a.len(), 22);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{a}"
+        );
+        assert_eq!(a, kafka_cluster_id("cdq"));
+        assert_ne!(a, kafka_cluster_id("poc-2"));
+    }
 }

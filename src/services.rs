@@ -64,7 +64,7 @@ impl Service {
                 Service::Elasticsearch,
             ],
             Service::Ucenter => &[Service::Mysql, Service::Redis],
-            Service::Kafka => &[Service::Zookeeper],
+            // KRaft: Kafka keeps its metadata itself; ZooKeeper stays for the CD server.
             Service::Grafana => &[Service::Prometheus],
             _ => &[],
         }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use crate::error::CdqError;
+use crate::imageref::{self, Layout, Pins, Registry};
 use crate::services::{Arch, Service};
 use crate::yaml;
 
@@ -24,8 +25,9 @@ pub enum ImageSet {
     Official,
     /// The local image kit (`scripts/build-local-images.sh`).
     Local,
-    /// A private mirror: every official reference rewritten under this prefix.
-    Registry(String),
+    /// A private registry: every official reference rewritten under its prefix, keeping the
+    /// upstream path unless `registry_layout: flat`.
+    Registry(Registry),
 }
 
 impl ImageSet {
@@ -37,7 +39,7 @@ impl ImageSet {
             p if p.contains(char::is_whitespace) || p.contains("://") => Err(format!(
                 "`{p}` is not `official`, `local` or a registry prefix like `harbor.example.com:5000/cd`"
             )),
-            p => Ok(ImageSet::Registry(p.trim_end_matches('/').to_string())),
+            p => Ok(ImageSet::Registry(Registry::from(p))),
         }
     }
 }
@@ -47,7 +49,7 @@ impl fmt::Display for ImageSet {
         match self {
             ImageSet::Official => f.write_str("official"),
             ImageSet::Local => f.write_str("local"),
-            ImageSet::Registry(p) => f.write_str(p),
+            ImageSet::Registry(r) => write!(f, "{r}"),
         }
     }
 }
@@ -252,6 +254,8 @@ pub struct FileSettings {
     timezone: Option<String>,
     services: Option<Vec<String>>,
     versions: Option<PerService<String>>,
+    image_refs: Option<PerService<String>>,
+    registry_layout: Option<String>,
     ports: Option<PortsFile>,
     heap: Option<HeapFile>,
     deadlines: Option<PerService<Span>>,
@@ -293,7 +297,8 @@ pub struct Settings {
     pub images: ImageSet,
     pub timezone: Option<String>,
     pub services: BTreeSet<Service>,
-    pub versions: BTreeMap<Service, String>,
+    /// Per-service pins: a tag (`versions`) or a whole reference (`image_refs`).
+    pub versions: Pins,
     pub ports: Ports,
     pub heap_mb: BTreeMap<Service, u64>,
     pub deadlines: BTreeMap<Service, Duration>,
@@ -500,10 +505,22 @@ fn resolve(
         .clone()
         .or(f.images)
         .unwrap_or_else(|| "official".into());
-    let images = ImageSet::parse(&images_text).map_err(|m| {
+    let mut images = ImageSet::parse(&images_text).map_err(|m| {
         CdqError::usage(format!("image set: {m}"))
             .hint("write `official`, `local` or your mirror's prefix")
     })?;
+    if let Some(text) = &f.registry_layout {
+        let layout = Layout::parse(text).ok_or_else(|| {
+            CdqError::usage(format!(
+                "{}: `{text}` is not a registry layout",
+                in_file("registry_layout")
+            ))
+            .hint("write `upstream` (a mirror or proxy cache of Docker Hub) or `flat` (a registry filled by hand)")
+        })?;
+        if let ImageSet::Registry(r) = &mut images {
+            r.layout = layout;
+        }
+    }
 
     let services = match f.services {
         None => Service::ALL.into_iter().collect::<BTreeSet<_>>(),
@@ -542,17 +559,41 @@ fn resolve(
         }
     }
 
-    let versions = f.versions.unwrap_or_default().into_map();
-    for (s, v) in &versions {
+    let tags = f.versions.unwrap_or_default().into_map();
+    for (s, v) in &tags {
         if v.is_empty() || v.contains(['/', ':', ' ', '@']) {
             return Err(CdqError::usage(format!(
                 "{}: `{v}` is not an image tag",
                 in_file(&format!("versions.{s}"))
             ))
-            .hint("write only the tag, like `8.0.36`; use `images` for a registry prefix")
+            .hint(format!(
+                "write only the tag, like `8.4.10`; to replace the whole reference write it under `image_refs.{s}`"
+            ))
             .into());
         }
     }
+    let refs = f.image_refs.unwrap_or_default().into_map();
+    for (s, r) in &refs {
+        if let Some(problem) = imageref::reference_problem(r) {
+            return Err(CdqError::usage(format!(
+                "{}: {problem}",
+                in_file(&format!("image_refs.{s}"))
+            ))
+            .hint(
+                "write a whole reference with its tag, like `harbor.example.com/dba/mysql:8.4.10`",
+            )
+            .into());
+        }
+        if tags.contains_key(s) {
+            return Err(CdqError::usage(format!(
+                "{}: `{s}` also has `versions.{s}`",
+                in_file(&format!("image_refs.{s}"))
+            ))
+            .hint(format!("keep one: the tag goes inside `image_refs.{s}`"))
+            .into());
+        }
+    }
+    let versions = Pins { tags, refs };
 
     let p = f.ports.unwrap_or_default();
     let ports = Ports {
@@ -738,9 +779,9 @@ mod tests {
         assert_eq!(s.host_ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(s.arch, Some(Arch::Arm64));
         assert_eq!(s.images, ImageSet::Registry("harbor.local:5000/cd".into()));
+        assert_eq!(s.versions.tags[&Service::Mysql], "8.0.40");
         assert_eq!(s.heap_mb[&Service::Kafka], 2048);
         assert_eq!(s.deadline(Service::Server), Duration::from_secs(600));
-        assert_eq!(s.versions[&Service::Mysql], "8.0.40");
     }
 
     #[test]
@@ -804,5 +845,41 @@ mod tests {
         .unwrap();
         assert_eq!(s.project, "fromflag");
         assert_eq!(s.images, ImageSet::Local);
+    }
+
+    #[test]
+    fn image_refs_and_registry_layout() {
+        let s = load_text(
+            "images: harbor.example.com/cd\nregistry_layout: flat\nimage_refs:\n  mysql: harbor.example.com/dba/mysql:8.4.10\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.images,
+            ImageSet::Registry(Registry {
+                prefix: "harbor.example.com/cd".into(),
+                layout: Layout::Flat
+            })
+        );
+        assert_eq!(
+            s.versions.refs[&Service::Mysql],
+            "harbor.example.com/dba/mysql:8.4.10"
+        );
+        let e = load_text("registry_layout: nested\n").unwrap_err();
+        assert!(
+            e.to_string().contains("`nested` is not a registry layout"),
+            "{e}"
+        );
+        let e = load_text("image_refs:\n  mysql: harbor.example.com/dba/mysql\n").unwrap_err();
+        assert!(e.to_string().contains("`image_refs.mysql`"), "{e}");
+        assert!(e.to_string().contains("has no tag"), "{e}");
+        let e = load_text("versions:\n  mysql: 8.4.10\nimage_refs:\n  mysql: m/mysql:8.4.10\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("also has `versions.mysql`"), "{e}");
+        let e = load_text("versions:\n  kafka: apache/kafka:4.3.1\n").unwrap_err();
+        let c = e.downcast_ref::<CdqError>().unwrap();
+        assert!(
+            c.hint.as_deref().unwrap().contains("`image_refs.kafka`"),
+            "{c:?}"
+        );
     }
 }

@@ -230,11 +230,11 @@ fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
     let compose = std::fs::read_to_string(s.dir().join("docker-compose.arm64.yaml"))
         .unwrap_or_else(|e| panic!("render wrote no docker-compose.arm64.yaml ({e}): {r}"));
     for svc in EMULATED {
-        let image = format!("image: cdq-local/{svc}:1-arm64");
+        let image = format!("image: cdq-local/{svc}:2-arm64");
         assert!(compose.contains(&image), "the compose file has `{image}`");
     }
     for svc in LEFT_OUT {
-        let image = format!("image: cdq-local/{svc}:1-arm64");
+        let image = format!("image: cdq-local/{svc}:2-arm64");
         assert!(!compose.contains(&image), "`{svc}` is left out: {compose}");
     }
     assert!(
@@ -300,7 +300,7 @@ fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
         assert_eq!(r["health"], "healthy", "{r}");
         assert_eq!(r["ok"], true, "{r}");
         let image = r["image"].as_str().unwrap_or_default();
-        assert!(image.ends_with(":1-arm64"), "{r}");
+        assert!(image.ends_with(":2-arm64"), "{r}");
     }
 
     // --- down leaves nothing with the project's label ----------------------------------

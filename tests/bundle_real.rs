@@ -2,9 +2,10 @@
 //! driving the built binary against the local Docker engine.
 //!
 //! Other tests use the `cdq-local/*` kit tags at the same time, so these never remove them.
-//! Instead each test tags a kit image under a prefix of its own (`cdqbt-bundle-<pid>-<n>-<nanos>/redis:7.2.5`)
-//! and runs cdq with `--images <prefix>` (a registry prefix rewrites the official reference
-//! `redis:7.2.5` to `<prefix>/redis:7.2.5`) and `services: [redis]`. Removing that tag is an
+//! Instead each test tags a kit image under a prefix of its own
+//! (`cdqbt-bundle-<pid>-<n>-<nanos>/library/redis:7.2.11`) and runs cdq with `--images <prefix>`
+//! (a registry prefix rewrites the official reference `redis:7.2.11` to
+//! `<prefix>/library/redis:7.2.11`, the upstream path) and `services: [redis]`. Removing that tag is an
 //! untag: the image stays (the kit tag still holds it), so "the load restored it with the
 //! same id" is checked on the tag. A [`Guard`] (a `tests/common` [`Sandbox`] whose project
 //! name is also the prefix) runs `cdq down`, removes whatever still carries the project's
@@ -38,13 +39,14 @@ impl Deref for Guard {
 }
 
 impl Guard {
-    /// Tags `kit` as `<prefix>/redis:7.2.5` and writes a `cdq.yaml` with only redis.
+    /// Tags `kit` as `<prefix>/library/redis:7.2.11` (where a registry prefix puts the
+    /// official redis, upstream layout) and writes a `cdq.yaml` with only redis.
     fn new(kit: &str) -> Guard {
         let sb = Sandbox::new("cdqbt", "bundle").down_on_drop("5");
         let prefix = sb.project().to_string();
         let g = Guard {
             sb: sb.flags(&["--images", &prefix]),
-            tags: vec![format!("{prefix}/redis:7.2.5")],
+            tags: vec![format!("{prefix}/library/redis:7.2.11")],
         };
         std::fs::create_dir(g.dir()).unwrap();
         g.write_config("services: [redis]\n");
@@ -96,7 +98,7 @@ fn damaged(bundle: &Path, name: &str, f: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
 
 #[test]
 fn round_trip_restores_the_image_and_up_reaches_healthy() {
-    let g = Guard::new("cdq-local/redis:1-amd64");
+    let g = Guard::new("cdq-local/redis:2-amd64");
     let id = image_id(g.reference()).unwrap();
     let bundle = g.path("redis.bundle");
     let bundle_arg = bundle.to_str().unwrap();

@@ -79,7 +79,7 @@ fn misspelt_settings_key_names_file_line_and_spelling() {
     assert_eq!(
         stderr(&o),
         format!(
-            "error: `{}` line 2: unknown key `prots`\nhint: did you mean `ports`? valid keys here: project, data_dir, host_ip, arch, images, timezone, services, versions, ports, heap, deadlines\n",
+            "error: `{}` line 2: unknown key `prots`\nhint: did you mean `ports`? valid keys here: project, data_dir, host_ip, arch, images, timezone, services, versions, image_refs, registry_layout, ports, heap, deadlines\n",
             file.display()
         )
     );
@@ -120,7 +120,7 @@ fn render_writes_the_kit_and_a_rerender_keeps_secrets() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let compose = std::fs::read_to_string(d.path().join("docker-compose.arm64.yaml")).unwrap();
-    assert!(compose.contains("image: mysql:8.0.36"), "arm64 images");
+    assert!(compose.contains("image: mysql:8.4.10"), "arm64 images");
     let kafka = std::fs::read_to_string(d.path().join("confd/kafka/server.properties")).unwrap();
     assert!(kafka.contains("advertised.listeners=INTERNAL://kafka:9092,EXTERNAL://10.1.2.3:9094"));
     for f in [
@@ -289,7 +289,7 @@ fn images_lists_the_chosen_set() {
     assert!(
         stdout(&o)
             .lines()
-            .all(|l| l.starts_with("cdq-local/") && l.ends_with(":1-arm64")),
+            .all(|l| l.starts_with("cdq-local/") && l.ends_with(":2-arm64")),
         "{}",
         stdout(&o)
     );
@@ -303,9 +303,68 @@ fn images_lists_the_chosen_set() {
             "amd64",
         ],
     );
+    // a prefix keeps the upstream path (what a Docker Hub mirror or a Harbor proxy cache serves)
     assert!(
-        stdout(&o).contains("harbor.example.com:5000/cd/kafka:3.6.2\n"),
+        stdout(&o).contains("harbor.example.com:5000/cd/apache/kafka:4.3.1\n"),
         "{}",
         stdout(&o)
+    );
+    let o = cdq(
+        d.path(),
+        &[
+            "--images",
+            "mirror.example.com",
+            "images",
+            "--arch",
+            "amd64",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("mirror.example.com/library/mysql:8.4.10\n"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains("bitnami"), "{}", stdout(&o));
+    // a hand-filled registry: `registry_layout: flat`
+    std::fs::write(
+        d.path().join("cdq.yaml"),
+        "images: harbor.example.com:5000/cd\nregistry_layout: flat\n",
+    )
+    .unwrap();
+    let o = cdq(d.path(), &["images", "--arch", "amd64"]);
+    assert!(
+        stdout(&o).contains("harbor.example.com:5000/cd/kafka:4.3.1\n"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn images_json_gives_one_version_per_service_on_both_arches() {
+    let d = tempfile::tempdir().unwrap();
+    let json = |arch: &str| -> serde_json::Value {
+        let o = cdq(d.path(), &["images", "--arch", arch, "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()["images"].clone()
+    };
+    let (amd, arm) = (json("amd64"), json("arm64"));
+    for (svc, img) in amd.as_object().unwrap() {
+        if svc != "server" && svc != "ucenter" {
+            assert_eq!(img, &arm[svc], "{svc}");
+        }
+        assert!(!img.as_str().unwrap().contains("bitnami/"), "{img}");
+    }
+    assert_eq!(amd["mysql"], "mysql:8.4.10");
+    assert_eq!(amd["redis"], "redis:7.2.11");
+    assert!(amd["zookeeper"].as_str().unwrap().starts_with("zookeeper:"));
+    // image_refs replaces the whole reference, and `cdq images` shows it
+    std::fs::write(
+        d.path().join("cdq.yaml"),
+        "image_refs:\n  mysql: harbor.example.com/dba/mysql:8.4.10\n",
+    )
+    .unwrap();
+    assert_eq!(
+        json("arm64")["mysql"],
+        "harbor.example.com/dba/mysql:8.4.10"
     );
 }

@@ -2,7 +2,7 @@
 //! `E: Engine`, and runs against the in-memory `FakeEngine` (paused clock) and against the
 //! local Docker daemon (`Docker::connect()`), so the fake cannot drift from the daemon.
 //!
-//! The daemon side runs the local kit image `cdq-local/redis:1-<arch>` (built by
+//! The daemon side runs the local kit image `cdq-local/redis:2-<arch>` (built by
 //! `scripts/build-local-images.sh --only redis`); a missing daemon or image fails the test
 //! with the fix, never skips it. Each test has its own project name (`cdq-ct-<random>`),
 //! labels everything it creates with it, and a guard removes exactly what carries that label
@@ -35,7 +35,7 @@ fn kit_image() -> String {
         "aarch64" => "arm64",
         other => panic!("unsupported host architecture {other}"),
     };
-    format!("cdq-local/redis:1-{arch}")
+    format!("cdq-local/redis:2-{arch}")
 }
 
 fn docker_arch() -> &'static str {

@@ -261,18 +261,21 @@ fn wrong_arch_image() {
         "amd64" => ("amd64", "arm64"),
         _ => ("arm64", "amd64"),
     };
-    // A unique registry prefix: `--images PREFIX` rewrites `redis:7.2.5` to
-    // `PREFIX/redis:7.2.5`, so the tag touches no reference anyone else uses.
+    // A unique registry prefix: `--images PREFIX` rewrites `redis:7.2.11` to
+    // `PREFIX/library/redis:7.2.11`, so the tag touches no reference anyone else uses.
     let prefix = format!("cdqf-{}", g.project());
     let images = g.cdq(&["--images", &prefix, "images", "--arch", host]);
     assert_eq!(images.code, Some(0), "{images}");
     let reference = images
         .stdout
         .lines()
-        .find(|l| l.starts_with(&format!("{prefix}/redis:")))
+        .find(|l| l.starts_with(&format!("{prefix}/library/redis:")))
         .unwrap_or_else(|| panic!("no redis reference: {images}"))
         .to_string();
-    g.tag(&format!("cdq-local/redis:1-{other}"), &reference);
+    if other == "arm64" {
+        common::ensure_arm64_kit(&["redis"]);
+    }
+    g.tag(&format!("cdq-local/redis:2-{other}"), &reference);
 
     let c = g.failed_check(&["--images", &prefix, "--arch", host], "image-redis");
     let all = c.to_string();
@@ -369,7 +372,7 @@ fn compose_file_with_an_unsupported_key() {
         std::fs::write(
             &f,
             format!(
-                "services:\n  app:\n    image: cdq-local/redis:1-{}\n{extra}",
+                "services:\n  app:\n    image: cdq-local/redis:2-{}\n{extra}",
                 host_arch()
             ),
         )
@@ -407,7 +410,7 @@ fn down_with_a_foreign_container_on_the_network() {
     std::fs::write(
         &f,
         format!(
-            "services:\n  app:\n    image: cdq-local/redis:1-{}\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"ping\"]\n      interval: 1s\n",
+            "services:\n  app:\n    image: cdq-local/redis:2-{}\n    healthcheck:\n      test: [\"CMD\", \"redis-cli\", \"ping\"]\n      interval: 1s\n",
             host_arch()
         ),
     )
@@ -428,7 +431,7 @@ fn down_with_a_foreign_container_on_the_network() {
         &format!("io.cdq.test-owner={}", g.project()),
         "--entrypoint",
         "sleep",
-        &format!("cdq-local/redis:1-{}", host_arch()),
+        &format!("cdq-local/redis:2-{}", host_arch()),
         "300",
     ]);
 
@@ -516,7 +519,7 @@ fn a_failing_test_leaves_nothing_labelled() {
         let label = format!("io.cdq.project={}", g.project());
         let net = format!("{}_default", g.project());
         docker_ok(&["network", "create", "--label", &label, &net]);
-        let image = format!("cdq-local/redis:1-{}", host_arch());
+        let image = format!("cdq-local/redis:2-{}", host_arch());
         docker_ok(&["create", "--label", &label, "--network", &net, &image]);
         assert_eq!(g.labelled().len(), 2, "a container and a network");
         std::panic::panic_any((g.label(), g.root().to_path_buf()));

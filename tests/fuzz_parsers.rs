@@ -673,7 +673,7 @@ fn service_entry() -> impl Strategy<Value = (String, Node)> {
                 "sometimes",
             ])
             .boxed(),
-            _ => scalar_from(&["redis:7", "cdq-local/redis:1-amd64", "root", "/w", "h"]).boxed(),
+            _ => scalar_from(&["redis:7", "cdq-local/redis:2-amd64", "root", "/w", "h"]).boxed(),
         };
         (Just(k), prop_oneof![8 => shaped, 1 => any_node()])
     })

@@ -18,7 +18,7 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const KIT_VERSION: &str = "1";
+const KIT_VERSION: &str = "2";
 
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -253,6 +253,22 @@ fn mysql_query(container: &str, password: &str, db: &str, sql: &str) -> Option<S
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Where apache/kafka reads a mounted config (KafkaDockerWrapper `--mounted-configs-dir`).
+const KAFKA_CONFIG: &str = "/mnt/shared/config/server.properties";
+
+/// A KRaft combined broker+controller config with cdq's listener layout (as
+/// confd/kafka/server.properties.j2 renders it), EXTERNAL advertised as `external`.
+fn kraft_properties(external: &str) -> String {
+    format!(
+        "process.roles=broker,controller\nnode.id=1\ncontroller.quorum.voters=1@localhost:9093\n\
+         controller.listener.names=CONTROLLER\n\
+         listeners=INTERNAL://:9092,EXTERNAL://:9094,CONTROLLER://localhost:9093\n\
+         advertised.listeners=INTERNAL://kafka:9092,EXTERNAL://{external}\n\
+         listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         inter.broker.listener.name=INTERNAL\nlog.dirs=/var/lib/kafka/data\n"
+    )
+}
+
 // ------------------------------------------------------------------------------------------
 
 #[test]
@@ -262,7 +278,7 @@ fn every_kit_image_is_labelled_and_runs_as_the_contract_uid() {
         ("mysql", "real", ""),
         ("redis", "real", ""),
         ("zookeeper", "real", ""),
-        ("kafka", "real", "1001"),
+        ("kafka", "real", "appuser"),
         ("elasticsearch", "stand-in", "1000:0"),
         ("prometheus", "real", "nobody"),
         ("grafana", "stand-in", "472"),
@@ -410,11 +426,8 @@ fn start_middleware(t: &mut Cleanup) -> Stack {
     );
     write_secret(
         &cfg.join("server.properties"),
-        "listeners=INTERNAL://:9092,EXTERNAL://:9094\n\
-         advertised.listeners=INTERNAL://kafka:9092,EXTERNAL://127.0.0.1:9094\n\
-         listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT\n\
-         inter.broker.listener.name=INTERNAL\nzookeeper.connect=zookeeper:2181\n",
-        1001,
+        &kraft_properties("127.0.0.1:9094"),
+        1000,
     );
     write_secret(
         &cfg.join("elasticsearch.yml"),
@@ -469,13 +482,8 @@ fn start_middleware(t: &mut Cleanup) -> Stack {
         &[
             &netarg,
             &alias("kafka"),
-            "-e",
-            "ALLOW_PLAINTEXT_LISTENER=yes",
             "-v",
-            &bind(
-                &cfg.join("server.properties"),
-                "/bitnami/kafka/config/server.properties",
-            ),
+            &bind(&cfg.join("server.properties"), KAFKA_CONFIG),
             &image("kafka"),
         ],
     );
@@ -645,13 +653,8 @@ fn kafka_produce_and_consume_through_both_advertised_listeners() {
     let port = free_port();
     write_secret(
         &cfg.join("server.properties"),
-        &format!(
-            "listeners=INTERNAL://:9092,EXTERNAL://:9094\n\
-             advertised.listeners=INTERNAL://kafka:9092,EXTERNAL://127.0.0.1:{port}\n\
-             listener.security.protocol.map=INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT\n\
-             inter.broker.listener.name=INTERNAL\nzookeeper.connect=zookeeper:2181\n"
-        ),
-        1001,
+        &kraft_properties(&format!("127.0.0.1:{port}")),
+        1000,
     );
     let publish = format!("127.0.0.1:{port}:9094");
     let netarg = format!("--network={net}");
@@ -663,10 +666,7 @@ fn kafka_produce_and_consume_through_both_advertised_listeners() {
             "-p",
             &publish,
             "-v",
-            &bind(
-                &cfg.join("server.properties"),
-                "/bitnami/kafka/config/server.properties",
-            ),
+            &bind(&cfg.join("server.properties"), KAFKA_CONFIG),
             &image("kafka"),
         ],
     );
@@ -681,7 +681,7 @@ fn kafka_produce_and_consume_through_both_advertised_listeners() {
         },
         || logs(&kafka),
     );
-    assert_eq!(docker(&["exec", &kafka, "id", "-u"]), "1001");
+    assert_eq!(docker(&["exec", &kafka, "id", "-u"]), "1000");
 
     // A real Kafka client (Debian's python3-kafka, shipped in the kit's server image) on the
     // host network, bootstrapping from the published EXTERNAL port: it must be told the
@@ -986,4 +986,317 @@ fn redis_answers_ping_with_auth() {
 fn arm64_redis_is_arm64_and_answers_ping_under_emulation() {
     common::ensure_arm64_kit(&["redis"]);
     redis_answers_ping("arm64");
+}
+
+// --- issue 12: the kit follows the apache/kafka and mysql:8.4 contracts --------------------
+
+/// Runs the kit kafka with `config` mounted where apache/kafka reads it (and `extra` docker
+/// arguments), waits for it to exit, and returns (exit code, logs).
+fn kafka_exit(t: &mut Cleanup, what: &str, config: &str, extra: &[&str]) -> (i64, String) {
+    let cfg = t.tempdir(&format!("{what}-cfg"));
+    write_secret(&cfg.join("server.properties"), config, 1000);
+    let mount = bind(&cfg.join("server.properties"), KAFKA_CONFIG);
+    let mut args = vec!["-v", mount.as_str()];
+    args.extend_from_slice(extra);
+    let img = image("kafka");
+    args.push(&img);
+    let c = t.run(what, &args);
+    let code = wait_exited(&c, Duration::from_secs(30));
+    (code, logs(&c))
+}
+
+#[test]
+fn kafka_refuses_a_zookeeper_mode_config_like_the_apache_image() {
+    let mut t = Cleanup::new("kafka-zk");
+    // cdq's old render for bitnami/kafka 3.6: listeners plus zookeeper.connect, no roles
+    let (code, out) = kafka_exit(
+        &mut t,
+        "zk",
+        "broker.id=1\nlisteners=INTERNAL://:9092\ninter.broker.listener.name=INTERNAL\n\
+         listener.security.protocol.map=INTERNAL:PLAINTEXT\nzookeeper.connect=zookeeper:2181\n",
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("appears to be for a legacy cluster"),
+        "StorageTool's message expected:\n{out}"
+    );
+    // KRaft roles next to a zookeeper.connect are refused too (no migration mode in 4.x)
+    let mixed = format!(
+        "{}zookeeper.connect=zookeeper:2181\n",
+        kraft_properties("127.0.0.1:9094")
+    );
+    let (code, out) = kafka_exit(&mut t, "mixed", &mixed, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("legacy cluster"), "{out}");
+}
+
+#[test]
+fn kafka_refuses_a_kraft_config_without_a_controller_quorum() {
+    let mut t = Cleanup::new("kafka-quorum");
+    let no_quorum = kraft_properties("127.0.0.1:9094")
+        .replace("controller.quorum.voters=1@localhost:9093\n", "");
+    let (code, out) = kafka_exit(&mut t, "noquorum", &no_quorum, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("controller.quorum.voters must contain a parseable set of controllers"),
+        "{out}"
+    );
+    let no_node = kraft_properties("127.0.0.1:9094").replace("node.id=1\n", "");
+    let (code, out) = kafka_exit(&mut t, "nonode", &no_node, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("\"node.id\""), "{out}");
+    let advertised_controller = kraft_properties("127.0.0.1:9094").replace(
+        "advertised.listeners=INTERNAL://kafka:9092,",
+        "advertised.listeners=CONTROLLER://localhost:9093,INTERNAL://kafka:9092,",
+    );
+    let (code, out) = kafka_exit(&mut t, "advctl", &advertised_controller, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("must not contain KRaft controller listeners"),
+        "{out}"
+    );
+}
+
+#[test]
+fn kafka_formats_its_data_dir_as_uid_1000_and_refuses_foreign_data() {
+    let mut t = Cleanup::new("kafka-data");
+    let cfg = t.tempdir("cfg");
+    write_secret(
+        &cfg.join("server.properties"),
+        &kraft_properties("127.0.0.1:9094"),
+        1000,
+    );
+    let data = t.tempdir("data");
+    // as `cdq up` does for a new data directory: hand it to the image's user
+    docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/d", data.display()),
+        &format!("cdq-local/base:{KIT_VERSION}-{}", host_arch()),
+        "chown",
+        "1000:1000",
+        "/d",
+    ]);
+    let conf = bind(&cfg.join("server.properties"), KAFKA_CONFIG);
+    let vol = format!("{}:/var/lib/kafka/data", data.display());
+    let kafka = t.run(
+        "kafka",
+        &[
+            "-v",
+            &conf,
+            "-v",
+            &vol,
+            "-e",
+            "CLUSTER_ID=cdqKitTestCluster0001A",
+            &image("kafka"),
+        ],
+    );
+    wait_for(
+        "kafka to listen on 9092",
+        Duration::from_secs(30),
+        || {
+            exec(&kafka, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9092"])
+                .status
+                .success()
+                .then_some(())
+        },
+        || logs(&kafka),
+    );
+    let meta = docker(&["exec", &kafka, "cat", "/var/lib/kafka/data/meta.properties"]);
+    assert!(meta.contains("version=1"), "{meta}");
+    assert!(meta.contains("cluster.id=cdqKitTestCluster0001A"), "{meta}");
+    assert!(meta.contains("node.id=1"), "{meta}");
+    assert_eq!(
+        docker(&[
+            "exec",
+            &kafka,
+            "stat",
+            "-c",
+            "%u",
+            "/var/lib/kafka/data/meta.properties"
+        ]),
+        "1000"
+    );
+    // the final config is the mounted one, where the Apache image writes it
+    let fin = docker(&["exec", &kafka, "cat", "/opt/kafka/config/server.properties"]);
+    assert!(fin.contains("process.roles=broker,controller"), "{fin}");
+    docker(&["rm", "-f", &kafka]);
+
+    // the same data under another CLUSTER_ID: refused, as Kafka refuses it
+    let again = t.run(
+        "other",
+        &[
+            "-v",
+            &conf,
+            "-v",
+            &vol,
+            "-e",
+            "CLUSTER_ID=anotherClusterId00000A",
+            &image("kafka"),
+        ],
+    );
+    assert_eq!(
+        wait_exited(&again, Duration::from_secs(30)),
+        1,
+        "{}",
+        logs(&again)
+    );
+    assert!(
+        logs(&again).contains("Invalid cluster.id"),
+        "{}",
+        logs(&again)
+    );
+
+    // ZooKeeper-mode data (what bitnami/kafka 3.6 left): refused, data untouched
+    let zk = "broker.id=1\nversion=0\ncluster.id=oldZkCluster\n";
+    docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{}:/d", data.display()),
+        &format!("cdq-local/base:{KIT_VERSION}-{}", host_arch()),
+        "sh",
+        "-c",
+        &format!("printf '{}' > /d/meta.properties", zk.replace('\n', "\\n")),
+    ]);
+    let old = t.run("zkdata", &["-v", &conf, "-v", &vol, &image("kafka")]);
+    assert_eq!(
+        wait_exited(&old, Duration::from_secs(30)),
+        1,
+        "{}",
+        logs(&old)
+    );
+    assert!(logs(&old).contains("ZooKeeper mode"), "{}", logs(&old));
+    assert_eq!(
+        fs::read_to_string(data.join("meta.properties")).unwrap(),
+        zk
+    );
+}
+
+#[test]
+fn kafka_builds_its_config_from_kafka_env_without_a_mounted_file() {
+    let t = Cleanup::new("kafka-env");
+    // apache/kafka's documented env-only setup (docker/examples, single-node plaintext)
+    let kafka = t.run(
+        "kafka",
+        &[
+            "-e",
+            "KAFKA_NODE_ID=1",
+            "-e",
+            "KAFKA_PROCESS_ROLES=broker,controller",
+            "-e",
+            "KAFKA_LISTENERS=PLAINTEXT://:9092,CONTROLLER://:9093",
+            "-e",
+            "KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://localhost:9092",
+            "-e",
+            "KAFKA_CONTROLLER_LISTENER_NAMES=CONTROLLER",
+            "-e",
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "-e",
+            "KAFKA_CONTROLLER_QUORUM_VOTERS=1@localhost:9093",
+            "-e",
+            "KAFKA_HEAP_OPTS=-Xmx256m",
+            &image("kafka"),
+        ],
+    );
+    wait_for(
+        "kafka to listen on 9092",
+        Duration::from_secs(30),
+        || {
+            exec(&kafka, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9092"])
+                .status
+                .success()
+                .then_some(())
+        },
+        || logs(&kafka),
+    );
+    let fin = docker(&["exec", &kafka, "cat", "/opt/kafka/config/server.properties"]);
+    assert!(
+        fin.contains("controller.quorum.voters=1@localhost:9093"),
+        "{fin}"
+    );
+    assert!(
+        fin.contains("listener.security.protocol.map=CONTROLLER:PLAINTEXT"),
+        "{fin}"
+    );
+    // KAFKA_HEAP_OPTS is a JVM setting, excluded from the properties like upstream does
+    assert!(!fin.contains("heap"), "{fin}");
+}
+
+#[test]
+fn mysql_refuses_what_the_84_entrypoint_refuses() {
+    let mut t = Cleanup::new("mysql84");
+    let cfg = t.tempdir("cfg");
+    // `default-authentication-plugin` was removed in MySQL 8.4: mysqld 8.4 exits on it
+    write_secret(
+        &cfg.join("cd.cnf"),
+        "[mysqld]\ndefault-authentication-plugin = mysql_native_password\n",
+        999,
+    );
+    let c = t.run(
+        "removed",
+        &[
+            "-e",
+            "MYSQL_ROOT_PASSWORD=pw",
+            "-v",
+            &bind(&cfg.join("cd.cnf"), "/etc/mysql/conf.d/cd.cnf"),
+            &image("mysql"),
+        ],
+    );
+    assert_ne!(wait_exited(&c, Duration::from_secs(60)), 0, "{}", logs(&c));
+    assert!(
+        logs(&c).contains("unknown variable 'default-authentication-plugin"),
+        "{}",
+        logs(&c)
+    );
+    // with `loose-` it starts (both servers skip an unknown loose option)
+    let loose = cfg.join("loose");
+    fs::create_dir_all(&loose).unwrap();
+    write_secret(
+        &loose.join("cd.cnf"),
+        "[mysqld]\nloose-default-authentication-plugin = mysql_native_password\n",
+        999,
+    );
+    let ok = t.run(
+        "loose",
+        &[
+            "-e",
+            "MYSQL_ROOT_PASSWORD=pw",
+            "-v",
+            &bind(&loose.join("cd.cnf"), "/etc/mysql/conf.d/cd.cnf"),
+            &image("mysql"),
+        ],
+    );
+    wait_for(
+        "mysql with a loose- option to answer",
+        Duration::from_secs(90),
+        || mysql_query(&ok, "pw", "mysql", "SELECT 1"),
+        || logs(&ok),
+    );
+    // MYSQL_USER=root is refused before initialising, as docker_verify_minimum_env does
+    let root = t.run(
+        "root",
+        &[
+            "-e",
+            "MYSQL_ROOT_PASSWORD=pw",
+            "-e",
+            "MYSQL_USER=root",
+            "-e",
+            "MYSQL_PASSWORD=x",
+            &image("mysql"),
+        ],
+    );
+    assert_ne!(
+        wait_exited(&root, Duration::from_secs(60)),
+        0,
+        "{}",
+        logs(&root)
+    );
+    assert!(
+        logs(&root).contains("MYSQL_USER and MYSQL_PASSWORD are for configuring a regular user"),
+        "{}",
+        logs(&root)
+    );
 }

@@ -459,7 +459,7 @@ fn full_stack_lifecycle() {
         "io.cdq.service=redis",
         "--label",
         &format!("com.docker.compose.project={other}"),
-        "cdq-local/redis:1-amd64",
+        "cdq-local/redis:2-amd64",
     ]);
     let other_net = format!("{}_default-other", s.project());
     s.extra_networks.push(other_net.clone());
@@ -580,7 +580,7 @@ fn service_that_exits_fails_up_at_once() {
         &s,
         r#"services:
   quitter:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     entrypoint: ["sh", "-c", "echo quitter-last-words; exit 3"]
     healthcheck:
       test: ["CMD", "true"]
@@ -625,7 +625,7 @@ fn service_without_healthcheck_that_exits_fails_up() {
         &s,
         r#"services:
   noprobe:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     entrypoint: ["sh", "-c", "echo noprobe-last-words; exit 3"]
 "#,
     );
@@ -659,14 +659,14 @@ fn never_healthy_service_fails_up_at_its_deadline() {
         &s,
         r#"services:
   redis:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     healthcheck:
       test: ["CMD", "sh", "-c", "echo probe-says-no; exit 1"]
       interval: 1s
       timeout: 2s
       retries: 1
   other:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     healthcheck:
       test: ["CMD", "false"]
       interval: 1s

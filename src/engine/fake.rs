@@ -1245,7 +1245,7 @@ mod tests {
     use crate::project::Port;
     use futures_util::StreamExt;
 
-    const IMAGE: &str = "cdq-local/redis:1-amd64";
+    const IMAGE: &str = "cdq-local/redis:2-amd64";
 
     fn image() -> ImageInfo {
         ImageInfo {

@@ -70,6 +70,7 @@ pub fn evaluate(f: &Facts, r: &Requirements) -> Vec<Finding> {
     data_dir_checks(f, r, &mut out);
     clock_checks(f, &mut out);
     image_checks(f, r, &mut out);
+    super::olddata::judge(&f.old_data, &mut out);
     out.push(host_ip_check(f));
     out
 }
@@ -665,6 +666,7 @@ mod tests {
                 changed_from: None,
             },
             explicit_arch: false,
+            data: vec![],
         }
     }
 
@@ -739,6 +741,7 @@ mod tests {
                 interface: Some(("eth0".into(), false)),
                 candidates: vec!["10.1.2.3 (eth0)".into()],
             },
+            old_data: vec![],
         }
     }
 
@@ -1120,7 +1123,7 @@ mod tests {
                 r.image_set = "local".into();
                 f.images = vec![image(
                     "elasticsearch",
-                    "cdq-local/elasticsearch:1-amd64",
+                    "cdq-local/elasticsearch:2-amd64",
                     ImageState::Missing,
                 )]
             },

@@ -145,6 +145,8 @@ pub struct Facts {
     pub timezone: String,
     pub images: Vec<ImageProbe>,
     pub host_ip: IpProbe,
+    /// What the mysql and kafka data directories hold (see `olddata`).
+    pub old_data: Vec<super::olddata::Probe>,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -243,6 +245,7 @@ pub async fn gather<E: Engine>(
         timezone: crate::host::timezone(),
         images,
         host_ip: probe_ip(&req.host_ip),
+        old_data: super::olddata::probe(&req.data),
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod evaluate;
 pub mod facts;
+pub mod olddata;
 pub mod report;
 pub mod requirements;
 

@@ -47,6 +47,8 @@ pub struct Requirements {
     pub data_dir: PathBuf,
     pub host_ip: Decision,
     pub explicit_arch: bool,
+    /// Data directories whose contents the chosen images must be able to read.
+    pub data: Vec<super::olddata::DataNeed>,
 }
 
 fn max_need(
@@ -115,6 +117,7 @@ impl Requirements {
             data_dir: s.data_dir.clone(),
             host_ip: host_ip.clone(),
             explicit_arch: s.arch.is_some(),
+            data: super::olddata::needs(s, catalog, project),
         }
     }
 }

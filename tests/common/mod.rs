@@ -420,7 +420,7 @@ impl Running {
 // ---- the arm64 kit, built by what needs it ---------------------------------------------
 
 pub fn arm64_kit_image(service: &str) -> String {
-    format!("cdq-local/{service}:1-arm64")
+    format!("cdq-local/{service}:2-arm64")
 }
 
 /// The services among `services` whose arm64 kit image is absent; fails if one is present

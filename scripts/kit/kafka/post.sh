@@ -1,7 +1,10 @@
 # shellcheck shell=bash
+# The apache/kafka layout (docker/jvm/Dockerfile): data /var/lib/kafka/data, mounted config
+# /mnt/shared/config, final config /opt/kafka/config, scripts in /etc/kafka/docker.
 set -eu
-mkdir -p /bitnami/kafka/config /bitnami/kafka/data /opt/bitnami/kafka/config
-chown -R 1001:0 /bitnami/kafka
-chmod -R g+rwX /bitnami/kafka
-chmod 0755 /opt/bitnami/scripts/kafka-entrypoint.sh
+mkdir -p /var/lib/kafka/data /etc/kafka/secrets /etc/kafka/docker /usr/logs /mnt/shared/config /opt/kafka/config
+chown -R appuser:appuser /usr/logs /opt/kafka /mnt/shared/config
+chown -R appuser:root /var/lib/kafka /etc/kafka/secrets /etc/kafka
+chmod -R ug+w /etc/kafka /var/lib/kafka /etc/kafka/secrets
+chmod 0755 /etc/kafka/docker/run
 /opt/tansu/bin/tansu --help >/dev/null

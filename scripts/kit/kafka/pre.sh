@@ -1,4 +1,5 @@
 # shellcheck shell=bash
-# cdq kit kafka: bitnami's image runs as uid 1001, group root
+# cdq kit kafka: apache/kafka runs as `appuser`, uid 1000 (docker/jvm/Dockerfile:
+# `adduser -h /home/appuser -D --shell /bin/bash appuser`, the first user of its Alpine base)
 set -eu
-useradd -u 1001 -g 0 -d /bitnami/kafka -s /bin/bash kafka
+useradd -u 1000 -U -m -d /home/appuser -s /bin/bash appuser

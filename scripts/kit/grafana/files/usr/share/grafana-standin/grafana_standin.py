@@ -59,7 +59,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path.split("?")[0] in ("/api/health", "/healthz"):
-            body = json.dumps({"commit": "cdq-kit-standin", "database": "ok", "version": "10.4.5-standin"})
+            body = json.dumps({"commit": "cdq-kit-standin", "database": "ok", "version": "12.4.5-standin"})
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
         elif self.path.split("?")[0] == "/":
@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    log("info", "STAND-IN for Grafana 10.4.5 (cdq local kit): validates provisioning, serves /api/health")
+    log("info", "STAND-IN for Grafana 12.4.5 (cdq local kit): validates provisioning, serves /api/health")
     err = validate()
     if err:
         log("eror", err)

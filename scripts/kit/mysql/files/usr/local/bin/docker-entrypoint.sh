@@ -1,5 +1,9 @@
 #!/bin/bash
-# cdq kit mysql entrypoint (MariaDB from Debian), following the official mysql image:
+# cdq kit mysql entrypoint (MariaDB from Debian), following the official mysql:8.4 image
+# (docker-library/mysql 8.4/docker-entrypoint.sh):
+#  - the config is checked first (`mysqld --verbose --help`): an option MySQL 8.4 refuses
+#    stops the container before anything is written, also ones MariaDB still knows
+#    (default-authentication-plugin, query_cache_*, innodb_file_format, ...); `loose-` passes;
 #  - as root: make /var/lib/mysql and /run/mysqld belong to mysql (uid 999), re-exec via gosu;
 #  - on an empty data dir: initialise, start a temporary server with --skip-networking (so a
 #    TCP healthcheck cannot pass before the real server is up), set the root password,
@@ -19,11 +23,35 @@ set -- mariadbd "$@"
 DATADIR=/var/lib/mysql
 SOCKET=/run/mysqld/mysqld.sock
 
+# Options MySQL 8.4 no longer has (removed in 8.0 or 8.4): mysqld 8.4 exits with
+# "unknown variable" on them; MariaDB would accept some, so the kit refuses them itself.
+REMOVED_IN_84="default-authentication-plugin query-cache-size query-cache-type query-cache-limit innodb-file-format innodb-large-prefix"
+mysql_check_config() {
+    local out opt name
+    if command -v my_print_defaults >/dev/null; then
+        out=$(my_print_defaults mysqld 2>&1)
+    else
+        out=$("$1" --print-defaults 2>&1 | tr ' ' '\n' | grep '^--')
+    fi || die "mysqld failed while attempting to check config: $out"
+    while IFS= read -r opt; do
+        name=${opt#--}; name=${name%%=*}; name=${name//_/-}
+        for bad in $REMOVED_IN_84; do
+            [[ "$name" == "$bad" ]] && die "mysqld failed while attempting to check config
+	[ERROR] [MY-000067] [Server] unknown variable '${opt#--}'.
+	(cdq kit: MySQL 8.4 removed \`$bad\`; write it as \`loose-$bad\` or drop it)"
+        done
+    done <<<"$out"
+    out=$("$@" --verbose --help 2>&1 >/dev/null) || die "mysqld failed while attempting to check config
+	command was: $* --verbose --help
+	$out"
+}
+
 if [[ "$(id -u)" == 0 ]]; then
     mkdir -p "$DATADIR" /run/mysqld
     find "$DATADIR" /run/mysqld \! -user mysql -exec chown mysql:mysql '{}' +
     exec gosu mysql "$0" "$@"
 fi
+mysql_check_config "$@"
 
 file_env() { # VAR [default]: VAR or VAR_FILE, like the official image
     local var=$1 file_var="${1}_FILE" def=${2:-}
@@ -44,6 +72,18 @@ if [[ ! -d "$DATADIR/mysql" ]]; then
     if [[ -z "$MYSQL_ROOT_PASSWORD" && -z "${MYSQL_ALLOW_EMPTY_PASSWORD:-}" && -z "${MYSQL_RANDOM_ROOT_PASSWORD:-}" ]]; then
         die "database is uninitialized and password option is not specified
     You need to specify one of MYSQL_ROOT_PASSWORD, MYSQL_ALLOW_EMPTY_PASSWORD and MYSQL_RANDOM_ROOT_PASSWORD"
+    fi
+    if [[ "${MYSQL_USER:-}" == root ]]; then
+        die 'MYSQL_USER="root", MYSQL_USER and MYSQL_PASSWORD are for configuring a regular user and cannot be used for the root user
+    Remove MYSQL_USER="root" and use one of the following to control the root user password:
+    - MYSQL_ROOT_PASSWORD
+    - MYSQL_ALLOW_EMPTY_PASSWORD
+    - MYSQL_RANDOM_ROOT_PASSWORD'
+    fi
+    if [[ -n "$MYSQL_USER" && -z "$MYSQL_PASSWORD" ]]; then
+        log "[Warn]: MYSQL_USER specified, but missing MYSQL_PASSWORD; MYSQL_USER will not be created"
+    elif [[ -z "$MYSQL_USER" && -n "$MYSQL_PASSWORD" ]]; then
+        log "[Warn]: MYSQL_PASSWORD specified, but missing MYSQL_USER; MYSQL_PASSWORD will be ignored"
     fi
     if [[ -n "${MYSQL_RANDOM_ROOT_PASSWORD:-}" ]]; then
         MYSQL_ROOT_PASSWORD=$(head -c 18 /dev/urandom | base64)
@@ -85,6 +125,9 @@ if [[ ! -d "$DATADIR/mysql" ]]; then
             if [[ -n "$MYSQL_DATABASE" ]]; then
                 echo "GRANT ALL ON \`$MYSQL_DATABASE\`.* TO '$(sql_escape "$MYSQL_USER")'@'%';"
             fi
+        fi
+        if [[ -n "${MYSQL_ONETIME_PASSWORD:-}" ]]; then
+            echo "ALTER USER 'root'@'%' PASSWORD EXPIRE;"
         fi
         echo "FLUSH PRIVILEGES;"
     } | mariadb --protocol=socket -uroot --socket="$SOCKET" || die "setting up root user and database failed"
