@@ -1275,6 +1275,7 @@ mod tests {
             hostname: None,
             labels: BTreeMap::new(),
             stop_grace_period: None,
+            security_opt: vec![],
         }
     }
 
