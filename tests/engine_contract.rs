@@ -630,6 +630,7 @@ async fn run_oneoff<E: Engine>(ctx: Ctx<E>) {
             ],
             binds: vec![],
             labels: ctx.labels("oneoff"),
+            ulimits: vec![],
         })
         .await
         .unwrap();

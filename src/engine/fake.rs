@@ -184,6 +184,7 @@ impl FakeEngine {
                     serial: 0,
                     next_ephemeral: 32768,
                     info: EngineInfo {
+                        product: "Docker".into(),
                         server_version: "20.10.24".into(),
                         api_version: "1.41".into(),
                         arch: "x86_64".into(),
@@ -1510,6 +1511,7 @@ mod tests {
                 entrypoint: vec!["chown".into()],
                 binds: vec![],
                 labels: BTreeMap::from([(LABEL_PROJECT.to_string(), "p".to_string())]),
+                ulimits: vec![],
             })
             .await
             .unwrap();

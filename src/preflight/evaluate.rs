@@ -693,6 +693,7 @@ mod tests {
         Facts {
             host_arch: "x86_64".into(),
             docker: Ok(EngineInfo {
+                product: "Docker".into(),
                 server_version: "20.10.24+dfsg1".into(),
                 api_version: "1.41".into(),
                 arch: "x86_64".into(),

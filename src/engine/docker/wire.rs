@@ -303,7 +303,8 @@ pub(super) fn event_from_message(m: EventMessage) -> Option<Event> {
             exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
         },
         "oom" => EventKind::Oom,
-        "destroy" => EventKind::Destroy,
+        // Podman says `remove` where Docker says `destroy`.
+        "destroy" | "remove" => EventKind::Destroy,
         a => match a
             .strip_prefix("health_status")?
             .trim_start_matches(':')
