@@ -24,7 +24,7 @@ pub const DATA_WARN_MB: u64 = 10 * 1024;
 pub const DOCKER_FAIL_MB: u64 = 2 * 1024;
 pub const DOCKER_WARN_MB: u64 = 8 * 1024;
 
-fn finding(
+pub(super) fn finding(
     id: impl Into<String>,
     status: Status,
     found: impl Into<String>,
@@ -40,7 +40,7 @@ fn finding(
     }
 }
 
-fn pass(id: &str, found: impl Into<String>, needed: impl Into<String>) -> Finding {
+pub(super) fn pass(id: &str, found: impl Into<String>, needed: impl Into<String>) -> Finding {
     finding(id, Status::Pass, found, needed, None)
 }
 
@@ -70,6 +70,7 @@ pub fn evaluate(f: &Facts, r: &Requirements) -> Vec<Finding> {
     data_dir_checks(f, r, &mut out);
     clock_checks(f, &mut out);
     image_checks(f, r, &mut out);
+    super::hostcompat::checks(f, r, &mut out);
     out.push(host_ip_check(f));
     out
 }
@@ -330,26 +331,8 @@ fn kernel_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         }
     });
 
-    out.push(match &r.nofile {
-        None => pass("nofile", "not checked", "nothing: no enabled image needs it"),
-        Some(n) => {
-            let needed = format!(">= {} for {}", n.value, n.by.join(", "));
-            match f.nofile {
-                Some(v) if v < n.value => finding(
-                    "nofile",
-                    Status::Warn,
-                    format!("{v} (this shell's `ulimit -n`)"),
-                    needed,
-                    Some(format!(
-                        "the compose file sets it per container; if they still fail, raise the daemon's: `LimitNOFILE={}` in Docker's systemd unit, and `ulimit -n {}` here",
-                        n.value, n.value
-                    )),
-                ),
-                Some(v) => pass("nofile", v.to_string(), needed),
-                None => pass("nofile", "unlimited", needed),
-            }
-        }
-    });
+    // Judged on what a container is granted (a probe container), not this shell's limit.
+    super::hostcompat::limits(f, r, out);
 
     out.push(if f.swap_total_mb > 0 {
         finding(
@@ -375,13 +358,19 @@ fn kernel_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         None => pass("thp", "not available", "madvise or never"),
     });
 
-    out.push(if f.selinux_enforcing == Some(true) {
+    out.push(if f.selinux_enforcing == Some(true) && r.compat.relabelled {
+        pass(
+            "selinux",
+            "enforcing; bind mounts relabelled (`:z`)",
+            "not enforcing, or volumes with `:z`",
+        )
+    } else if f.selinux_enforcing == Some(true) {
         finding(
             "selinux",
             Status::Warn,
-            "enforcing",
+            "enforcing, bind mounts not relabelled",
             "bind mounts labelled for containers",
-            Some("add `:z` to the volumes in the rendered compose file, or for the PoC `sudo setenforce 0`".into()),
+            Some("set `selinux_relabel: true` (or `auto`) in cdq.yaml: cdq renders `:z` on every bind mount; or for the PoC `sudo setenforce 0`".into()),
         )
     } else {
         pass(
@@ -630,7 +619,7 @@ fn host_ip_check(f: &Facts) -> Finding {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::facts::{DirProbe, ImageProbe, IpProbe, PortProbe};
     use super::super::report;
     use super::super::requirements::{HostNeed, PortNeed};
@@ -640,7 +629,7 @@ mod tests {
     use crate::hostip::Source;
     use std::collections::BTreeSet;
 
-    fn req() -> Requirements {
+    pub(in crate::preflight) fn req() -> Requirements {
         Requirements {
             arch: Arch::Amd64,
             services: vec!["elasticsearch".into(), "kafka".into(), "server".into()],
@@ -665,6 +654,7 @@ mod tests {
                 changed_from: None,
             },
             explicit_arch: false,
+            compat: crate::preflight::hostcompat::tests::needs(),
         }
     }
 
@@ -689,7 +679,7 @@ mod tests {
     }
 
     /// A host where every check passes.
-    fn good() -> Facts {
+    pub(in crate::preflight) fn good() -> Facts {
         Facts {
             host_arch: "x86_64".into(),
             docker: Ok(EngineInfo {
@@ -740,10 +730,11 @@ mod tests {
                 interface: Some(("eth0".into(), false)),
                 candidates: vec!["10.1.2.3 (eth0)".into()],
             },
+            compat: crate::preflight::hostcompat::tests::facts(),
         }
     }
 
-    fn outcome(f: &Facts, r: &Requirements, id: &str) -> Finding {
+    pub(in crate::preflight) fn outcome(f: &Facts, r: &Requirements, id: &str) -> Finding {
         evaluate(f, r)
             .into_iter()
             .find(|x| x.id == id)
@@ -755,7 +746,8 @@ mod tests {
         let all = evaluate(&good(), &req());
         let bad: Vec<_> = all.iter().filter(|f| f.status != Status::Pass).collect();
         assert!(bad.is_empty(), "{bad:#?}");
-        assert_eq!(all.len(), 22);
+        // 22 before the Xinchuang checks (container-engine, clone3, cgroup, page-size, memlock).
+        assert_eq!(all.len(), 27);
     }
 
     type Row = (
@@ -972,6 +964,40 @@ mod tests {
         ("selinux", "selinux", Status::Warn, "`:z`", |f, _| {
             f.selinux_enforcing = Some(true)
         }),
+        (
+            "selinux relabelled",
+            "selinux",
+            Status::Pass,
+            "relabelled",
+            |f, r| {
+                f.selinux_enforcing = Some(true);
+                r.compat.relabelled = true;
+            },
+        ),
+        // The Xinchuang checks: one row each here, every outcome in hostcompat's tests.
+        (
+            "engine docker",
+            "container-engine",
+            Status::Pass,
+            "Docker 20.10.24",
+            |_, _| {},
+        ),
+        (
+            "clone3 ok",
+            "clone3",
+            Status::Pass,
+            "allows clone3",
+            |_, _| {},
+        ),
+        ("cgroup v2", "cgroup", Status::Pass, "v2", |_, _| {}),
+        ("4k pages", "page-size", Status::Pass, "4 KiB", |_, _| {}),
+        (
+            "memlock unasked",
+            "memlock",
+            Status::Pass,
+            "no image present",
+            |_, _| {},
+        ),
         ("port free", "port-8080", Status::Pass, "free", |_, _| {}),
         (
             "port held",
@@ -1244,7 +1270,7 @@ mod tests {
         insta::assert_snapshot!(report::table(&mixed()));
         assert_eq!(
             report::summary(&mixed(), false),
-            "preflight failed: 2 failed, 1 warnings, 20 passed"
+            "preflight failed: 2 failed, 1 warnings, 25 passed"
         );
     }
 

@@ -145,6 +145,8 @@ pub struct Facts {
     pub timezone: String,
     pub images: Vec<ImageProbe>,
     pub host_ip: IpProbe,
+    /// Page size, cgroup, engines present, and what probe containers said (Xinchuang).
+    pub compat: super::compat::CompatFacts,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -186,6 +188,13 @@ pub async fn gather<E: Engine>(
             }
         }
     }
+    let compat = super::compat::gather(
+        engine.zip(docker.as_ref().ok()),
+        &images,
+        &req.compat,
+        project,
+    )
+    .await;
     let docker_root_free_mb = docker
         .as_ref()
         .ok()
@@ -243,6 +252,7 @@ pub async fn gather<E: Engine>(
         timezone: crate::host::timezone(),
         images,
         host_ip: probe_ip(&req.host_ip),
+        compat,
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Requirements {
     pub data_dir: PathBuf,
     pub host_ip: Decision,
     pub explicit_arch: bool,
+    /// What the Xinchuang checks need (clone3, page size, granted limits, relabelling).
+    pub compat: super::compat::CompatNeeds,
 }
 
 fn max_need(
@@ -115,6 +117,7 @@ impl Requirements {
             data_dir: s.data_dir.clone(),
             host_ip: host_ip.clone(),
             explicit_arch: s.arch.is_some(),
+            compat: super::compat::CompatNeeds::derive(s, catalog, project),
         }
     }
 }
