@@ -259,6 +259,16 @@ impl FakeEngine {
     }
 
     /// What `run_oneoff` on this image returns (default: exit 0, no output).
+    /// What `run_oneoff` on this image returns when its entrypoint starts with `program`;
+    /// wins over [`set_oneoff_result`](Self::set_oneoff_result) (preflight's probes run
+    /// `getconf` and `sh` in the same image).
+    pub fn set_oneoff_result_for(&self, image: &str, program: &str, exit_code: i64, output: &str) {
+        self.state().oneoff_results.insert(
+            format!("{image}\0{program}"),
+            (exit_code, output.to_string()),
+        );
+    }
+
     pub fn set_oneoff_result(&self, image: &str, exit_code: i64, output: &str) {
         self.state()
             .oneoff_results
@@ -1129,9 +1139,11 @@ impl Engine for FakeEngine {
         if !st.images.contains_key(&spec.image) {
             return Err(EngineError::NotFound(spec.image.clone()));
         }
+        let program = spec.entrypoint.first().cloned().unwrap_or_default();
         let (code, output) = st
             .oneoff_results
-            .get(&spec.image)
+            .get(&format!("{}\0{program}", spec.image))
+            .or_else(|| st.oneoff_results.get(&spec.image))
             .cloned()
             .unwrap_or_default();
         // A real one-off is a container like any other: with the project label its start,
