@@ -13,6 +13,8 @@ use super::{Finding, Status};
 
 /// The oldest Docker Engine cdq supports: 18.09 speaks API 1.39 (`MIN_API_VERSION`).
 pub const MIN_ENGINE: (u64, u64) = (18, 9);
+/// The oldest Podman whose Docker API and libpod health check endpoint cdq relies on.
+pub const MIN_PODMAN: (u64, u64) = (4, 0);
 /// Nine JVM and database services on fewer cores start, but time out their health checks.
 pub const MIN_CPUS: usize = 2;
 pub const RECOMMENDED_CPUS: usize = 4;
@@ -109,19 +111,33 @@ fn docker_checks(f: &Facts, out: &mut Vec<Finding>) {
     };
     out.push(pass(
         "docker",
-        format!("Docker {} ({})", info.server_version, info.os),
+        format!("{} {} ({})", info.product, info.server_version, info.os),
         "a reachable Docker daemon",
     ));
+    // Podman's versions are its own (4.3.1): only its API version compares with Docker's.
+    let podman = info.product == "Podman";
 
     let needed = format!(
         "Docker >= {}.{:02}, API >= {MIN_API_VERSION}",
         MIN_ENGINE.0, MIN_ENGINE.1
     );
-    let engine_ok = major_minor(&info.server_version).is_some_and(|v| v >= MIN_ENGINE);
+    let floor = if podman { MIN_PODMAN } else { MIN_ENGINE };
+    let engine_ok = major_minor(&info.server_version).is_some_and(|v| v >= floor);
     let api_ok = major_minor(&info.api_version)
         .zip(major_minor(MIN_API_VERSION))
         .is_some_and(|(v, min)| v >= min);
-    let found = format!("Docker {}, API {}", info.server_version, info.api_version);
+    let found = format!(
+        "{} {}, API {}",
+        info.product, info.server_version, info.api_version
+    );
+    let needed = if podman {
+        format!(
+            "Podman >= {}.{}, API >= {MIN_API_VERSION}",
+            floor.0, floor.1
+        )
+    } else {
+        needed
+    };
     out.push(if engine_ok && api_ok {
         pass("docker-version", found, needed)
     } else {
@@ -130,7 +146,11 @@ fn docker_checks(f: &Facts, out: &mut Vec<Finding>) {
             Status::Fail,
             found,
             needed,
-            Some("upgrade Docker to 18.09 or newer (the distribution's `docker.io` package is enough)".into()),
+            Some(if podman {
+                "upgrade Podman to 4.0 or newer (the distribution's `podman` package)".into()
+            } else {
+                "upgrade Docker to 18.09 or newer (the distribution's `docker.io` package is enough)".into()
+            }),
         )
     });
 

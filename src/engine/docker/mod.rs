@@ -48,6 +48,8 @@ pub struct Docker {
     podman: Option<String>,
     /// When cdq last ran each container's health check on Podman.
     checked: Arc<Mutex<HashMap<String, std::time::Instant>>>,
+    /// On Podman: the hard limits containers are kept within (`podman::hard_limits`).
+    hard_limits: Vec<(&'static str, Option<u64>)>,
 }
 
 impl Docker {
@@ -123,6 +125,10 @@ impl Docker {
             socket,
             api_version: format!("{}.{}", negotiated.major_version, negotiated.minor_version),
             host: host.to_string(),
+            hard_limits: match podman::detect(&version) {
+                Some(_) => podman::hard_limits(host),
+                None => Vec::new(),
+            },
             podman: podman::detect(&version),
             checked: Arc::default(),
         })
@@ -203,7 +209,11 @@ impl Docker {
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
             .map_err(|e| self.map_err(e, id))?;
-        Ok(container_from_inspect(resp))
+        let mut c = container_from_inspect(resp);
+        if self.podman.is_some() {
+            c.image = podman::docker_reference(&c.image);
+        }
+        Ok(c)
     }
 
     /// Whether the daemon is Podman (its version), for callers that name the engine.
@@ -264,6 +274,7 @@ fn open(host: &str, socket: &str, version: &ClientVersion) -> Result<Docker> {
         host: host.to_string(),
         podman: None,
         checked: Arc::default(),
+        hard_limits: Vec::new(),
     })
 }
 
@@ -447,7 +458,7 @@ impl Engine for Docker {
     async fn create_container(&self, spec: &CreateSpec<'_>) -> Result<String> {
         let mut body = create_body(spec)?;
         if self.podman.is_some() {
-            podman::adjust_create(&mut body, &podman::host_hard_limits());
+            podman::adjust_create(&mut body, &self.hard_limits);
         }
         let opts = CreateContainerOptions {
             name: Some(spec.name.clone()),
@@ -602,7 +613,7 @@ impl Engine for Docker {
         };
         let mut body = body;
         if self.podman.is_some() {
-            podman::adjust_create(&mut body, &podman::host_hard_limits());
+            podman::adjust_create(&mut body, &self.hard_limits);
         }
         let id = match self
             .client

@@ -45,13 +45,45 @@ pub(super) fn detect(v: &SystemVersion) -> Option<String> {
         .map(|c| c.version.clone())
 }
 
-/// The hard limits a container may ask for: this process's (the same host as a local socket).
-pub(super) fn host_hard_limits() -> Vec<(&'static str, Option<u64>)> {
+/// The hard limits a container may ask for: the lower of this process's and, on a local
+/// socket, those of the process serving it (`SO_PEERCRED`, then `/proc/<pid>/limits`): Podman
+/// sets its own (32768 processes where the shell has more), and runc inherits them.
+pub(super) fn hard_limits(host: &str) -> Vec<(&'static str, Option<u64>)> {
     use rustix::process::{Resource, getrlimit};
+    let peer = host
+        .strip_prefix("unix://")
+        .and_then(|path| std::os::unix::net::UnixStream::connect(path).ok())
+        .and_then(|s| rustix::net::sockopt::socket_peercred(&s).ok())
+        .and_then(|c| {
+            std::fs::read_to_string(format!("/proc/{}/limits", c.pid.as_raw_nonzero())).ok()
+        });
+    let lower = |own: Option<u64>, row: &str| {
+        let theirs = peer.as_deref().and_then(|t| hard_limit_row(t, row));
+        match (own, theirs) {
+            (Some(a), Some(Some(b))) => Some(a.min(b)),
+            (None, Some(b)) => b,
+            (a, _) => a,
+        }
+    };
     vec![
-        ("nofile", getrlimit(Resource::Nofile).maximum),
-        ("nproc", getrlimit(Resource::Nproc).maximum),
+        (
+            "nofile",
+            lower(getrlimit(Resource::Nofile).maximum, "Max open files"),
+        ),
+        (
+            "nproc",
+            lower(getrlimit(Resource::Nproc).maximum, "Max processes"),
+        ),
     ]
+}
+
+/// The hard limit of a `/proc/<pid>/limits` row: Some(None) for `unlimited`.
+fn hard_limit_row(limits: &str, row: &str) -> Option<Option<u64>> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix(row))?;
+    match rest.split_whitespace().nth(1)? {
+        "unlimited" => Some(None),
+        n => n.parse().ok().map(Some),
+    }
 }
 
 /// Adjusts a create request for Podman: a stop timeout, and `nofile`/`nproc` within `hard`
@@ -85,6 +117,18 @@ pub(super) fn adjust_create(body: &mut ContainerCreateBody, hard: &[(&str, Optio
             }),
         }
     }
+}
+
+/// An image reference as Docker would report it: Podman reports the fully qualified name it
+/// resolved (`localhost/cdq-local/redis:2-amd64` for a loaded image, `docker.io/library/redis:7`
+/// for a pulled one), which would make every plan see a changed image.
+pub(super) fn docker_reference(image: &str) -> String {
+    for prefix in ["localhost/", "docker.io/library/", "docker.io/"] {
+        if let Some(rest) = image.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+    image.to_string()
 }
 
 /// The event actions to ask Podman for, beside Docker's.
@@ -226,6 +270,34 @@ mod tests {
         assert_eq!(body.stop_timeout, Some(30));
         let u = body.host_config.unwrap().ulimits.unwrap();
         assert_eq!(u.len(), 1, "an unlimited hard limit needs nothing asked");
+    }
+
+    #[test]
+    fn references_read_as_docker_reports_them() {
+        assert_eq!(
+            docker_reference("localhost/cdq-local/redis:2-amd64"),
+            "cdq-local/redis:2-amd64"
+        );
+        assert_eq!(
+            docker_reference("docker.io/library/redis:7.2.5"),
+            "redis:7.2.5"
+        );
+        assert_eq!(
+            docker_reference("docker.io/bitnami/kafka:3.6.2"),
+            "bitnami/kafka:3.6.2"
+        );
+        assert_eq!(
+            docker_reference("harbor.example.com/cd/redis:7"),
+            "harbor.example.com/cd/redis:7"
+        );
+    }
+
+    #[test]
+    fn proc_limits_rows_parse() {
+        let t = "Limit                     Soft Limit           Hard Limit           Units     \nMax processes             32768                32768                processes \nMax open files            1024                 unlimited            files     \n";
+        assert_eq!(hard_limit_row(t, "Max processes"), Some(Some(32768)));
+        assert_eq!(hard_limit_row(t, "Max open files"), Some(None));
+        assert_eq!(hard_limit_row(t, "Max locked memory"), None);
     }
 
     #[test]
