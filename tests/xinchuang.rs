@@ -384,3 +384,45 @@ fn probe_containers_read_an_image_s_glibc_and_the_limits_it_is_granted() {
     // Every probe removed itself.
     assert!(sb.labelled().is_empty(), "{:?}", sb.labelled());
 }
+
+/// The nine services on the kit with `seccomp: unconfined` and `selinux_relabel: true`: the
+/// containers run unconfined and with relabelled mounts, and all reach healthy.
+#[test]
+fn nine_services_reach_healthy_with_seccomp_unconfined_and_relabelling() {
+    let sb = Sandbox::new("cdqx", "nine")
+        .flags(&["--images", "local"])
+        .down_on_drop("5");
+    let [server, ucenter, grafana, kafka] = common::free_ports::<4>();
+    sb.write_config(&format!(
+        "seccomp: unconfined\nselinux_relabel: true\nports: {{ server: {server}, ucenter: {ucenter}, grafana: {grafana}, kafka: {kafka} }}\n"
+    ));
+    let up = sb.cdq(&["up", "--ip", "127.0.0.1", "--progress", "plain"]);
+    assert_eq!(up.code, Some(0), "{up}");
+    let st = sb.cdq(&["status", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&st.stdout).unwrap_or_else(|e| panic!("{e}: {st}"));
+    assert_eq!(v["healthy"], true, "{st}");
+    let rows = v["services"].as_array().unwrap();
+    assert_eq!(rows.len(), 9, "{st}");
+    for r in rows {
+        assert_eq!(r["health"], "healthy", "{r}");
+    }
+    // What the daemon was asked for: every kit image (glibc 2.36) unconfined, every bind `:z`.
+    for svc in ["redis", "mysql", "kafka"] {
+        let name = format!("{}-{svc}-1", sb.project());
+        let sec = common::docker_ok(&[
+            "inspect",
+            &name,
+            "--format",
+            "{{json .HostConfig.SecurityOpt}}",
+        ]);
+        assert!(sec.contains("seccomp=unconfined"), "{svc}: {sec}");
+        let binds =
+            common::docker_ok(&["inspect", &name, "--format", "{{json .HostConfig.Binds}}"]);
+        let list: Vec<String> = serde_json::from_str(binds.trim()).unwrap();
+        assert!(
+            !list.is_empty() && list.iter().all(|b| b.ends_with(":z") || b.ends_with(",z")),
+            "{svc}: {binds}"
+        );
+    }
+}
