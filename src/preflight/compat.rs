@@ -9,6 +9,9 @@
 //! the answer decides a check: an image's glibc only when the engine blocks `clone3`, the
 //! granted limits only for images the compose file sets ulimits for. Judging is
 //! `hostcompat`'s.
+//!
+//! Must not: judge what it finds, leave a probe container behind, probe an image that is not
+//! already present (no pull), or reach the engine other than through the [`Engine`] trait.
 
 use std::collections::BTreeMap;
 use std::path::Path;

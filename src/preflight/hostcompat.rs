@@ -4,6 +4,8 @@
 //! `page-size`, and `nofile`/`memlock` judged on what a container is actually granted.
 //!
 //! Pure, like `evaluate`: facts in ([`CompatFacts`](super::compat::CompatFacts)), findings out.
+//! Must not: read the host or the engine (that is `compat`), or hold per-image data: which
+//! images call clone3 or run on 64K pages is `compose/<arch>.yaml`'s `compat:` section.
 
 use super::compat::{self, Cgroup, Glibc};
 use super::evaluate::{finding, pass};
