@@ -369,6 +369,12 @@ mod tests {
         let e = event_from_message(msg("die")).unwrap();
         assert_eq!(e.kind, EventKind::Die { exit_code: Some(3) });
         assert!(event_from_message(msg("exec_start: sh")).is_none());
+        // Podman: a removal is `remove`; `health_status` alone has no status to read here.
+        assert_eq!(
+            event_from_message(msg("remove")).unwrap().kind,
+            EventKind::Destroy
+        );
+        assert!(event_from_message(msg("health_status")).is_none());
     }
 
     #[test]
