@@ -13,6 +13,8 @@ command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 command -v update-binfmts >/dev/null || need+=(binfmt-support)
 command -v ip >/dev/null || need+=(iproute2)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# tests/podman_real.rs runs cdq through Podman's Docker API (it installs podman itself too).
+command -v podman >/dev/null || need+=(podman)
 if ((${#need[@]})); then
     log "apt: installing ${need[*]}"
     apt-get update -qq

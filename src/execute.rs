@@ -563,6 +563,7 @@ async fn image_owner<E: Engine>(sh: &Shared<E>, image: &str) -> Result<Option<(u
             entrypoint: vec!["sh".into(), "-c".into(), "id -u; id -g".into()],
             binds: vec![],
             labels: oneoff_labels(&sh.project.name),
+            ulimits: vec![],
         })
         .await
         .map_err(|e| format!("resolving user `{user}` of `{image}`: {e}"))?;
@@ -609,6 +610,7 @@ async fn hand_over<E: Engine>(
             entrypoint: vec!["chown".into(), format!("{uid}:{gid}"), "/cdq-target".into()],
             binds: vec![format!("{}:/cdq-target", dir.display())],
             labels: oneoff_labels(&sh.project.name),
+            ulimits: vec![],
         })
         .await
         .map_err(|e| format!("handing `{}` to uid {uid}: {e}", dir.display()))?;

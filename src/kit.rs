@@ -14,6 +14,7 @@ use crate::interpolate::Vars;
 use crate::project::{self, Project};
 use crate::render::{self, Change};
 use crate::secrets::{self, Secrets};
+use crate::settings::Relabel;
 
 /// What a render produced, in memory.
 pub struct Rendered {
@@ -56,6 +57,11 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
         catalog: &catalog,
         secrets: &secrets,
         assets: &ctx.assets,
+        relabel: match s.selinux_relabel {
+            Relabel::Always => true,
+            Relabel::Never => false,
+            Relabel::Auto => crate::host::selinux_enforcing(),
+        },
     })?;
     let compose_path = s.deploy_dir.join(render::compose_file_name(ctx.arch));
     Ok((

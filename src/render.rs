@@ -31,6 +31,8 @@ pub struct Input<'a> {
     pub catalog: &'a Catalog,
     pub secrets: &'a Secrets,
     pub assets: &'a Assets,
+    /// Bind mounts get `:z` (SELinux relabelling), as `selinux_relabel` decided for this host.
+    pub relabel: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +74,27 @@ fn context(i: &Input) -> serde_json::Value {
         .iter()
         .map(|(k, v)| (k.name(), &v.needs))
         .collect();
+    // `seccomp: unconfined` applies to the images that call clone3 (compose/<arch>.yaml),
+    // not to all: the others keep the engine's default profile.
+    let unconfined: Vec<&str> = match s.seccomp {
+        crate::settings::Seccomp::Default => vec![],
+        crate::settings::Seccomp::Unconfined => s
+            .services
+            .iter()
+            .filter(|x| i.catalog.images[x].compat.clone3)
+            .map(|x| x.name())
+            .collect(),
+    };
+    let (ro, rw) = if i.relabel {
+        (":ro,z", ":z")
+    } else {
+        (":ro", "")
+    };
     json!({
         "cdq_version": env!("CARGO_PKG_VERSION"),
+        "unconfined": unconfined,
+        "ro": ro,
+        "rw": rw,
         "project": s.project,
         "arch": i.arch.name(),
         "host_ip": i.host_ip.to_string(),

@@ -13,6 +13,8 @@ use super::{Finding, Status};
 
 /// The oldest Docker Engine cdq supports: 18.09 speaks API 1.39 (`MIN_API_VERSION`).
 pub const MIN_ENGINE: (u64, u64) = (18, 9);
+/// The oldest Podman whose Docker API and libpod health check endpoint cdq relies on.
+pub const MIN_PODMAN: (u64, u64) = (4, 0);
 /// Nine JVM and database services on fewer cores start, but time out their health checks.
 pub const MIN_CPUS: usize = 2;
 pub const RECOMMENDED_CPUS: usize = 4;
@@ -24,7 +26,7 @@ pub const DATA_WARN_MB: u64 = 10 * 1024;
 pub const DOCKER_FAIL_MB: u64 = 2 * 1024;
 pub const DOCKER_WARN_MB: u64 = 8 * 1024;
 
-fn finding(
+pub(super) fn finding(
     id: impl Into<String>,
     status: Status,
     found: impl Into<String>,
@@ -40,7 +42,7 @@ fn finding(
     }
 }
 
-fn pass(id: &str, found: impl Into<String>, needed: impl Into<String>) -> Finding {
+pub(super) fn pass(id: &str, found: impl Into<String>, needed: impl Into<String>) -> Finding {
     finding(id, Status::Pass, found, needed, None)
 }
 
@@ -71,6 +73,7 @@ pub fn evaluate(f: &Facts, r: &Requirements) -> Vec<Finding> {
     clock_checks(f, &mut out);
     image_checks(f, r, &mut out);
     super::olddata::judge(&f.old_data, &mut out);
+    super::hostcompat::checks(f, r, &mut out);
     out.push(host_ip_check(f));
     out
 }
@@ -109,19 +112,33 @@ fn docker_checks(f: &Facts, out: &mut Vec<Finding>) {
     };
     out.push(pass(
         "docker",
-        format!("Docker {} ({})", info.server_version, info.os),
+        format!("{} {} ({})", info.product, info.server_version, info.os),
         "a reachable Docker daemon",
     ));
+    // Podman's versions are its own (4.3.1): only its API version compares with Docker's.
+    let podman = info.product == "Podman";
 
     let needed = format!(
         "Docker >= {}.{:02}, API >= {MIN_API_VERSION}",
         MIN_ENGINE.0, MIN_ENGINE.1
     );
-    let engine_ok = major_minor(&info.server_version).is_some_and(|v| v >= MIN_ENGINE);
+    let floor = if podman { MIN_PODMAN } else { MIN_ENGINE };
+    let engine_ok = major_minor(&info.server_version).is_some_and(|v| v >= floor);
     let api_ok = major_minor(&info.api_version)
         .zip(major_minor(MIN_API_VERSION))
         .is_some_and(|(v, min)| v >= min);
-    let found = format!("Docker {}, API {}", info.server_version, info.api_version);
+    let found = format!(
+        "{} {}, API {}",
+        info.product, info.server_version, info.api_version
+    );
+    let needed = if podman {
+        format!(
+            "Podman >= {}.{}, API >= {MIN_API_VERSION}",
+            floor.0, floor.1
+        )
+    } else {
+        needed
+    };
     out.push(if engine_ok && api_ok {
         pass("docker-version", found, needed)
     } else {
@@ -130,7 +147,11 @@ fn docker_checks(f: &Facts, out: &mut Vec<Finding>) {
             Status::Fail,
             found,
             needed,
-            Some("upgrade Docker to 18.09 or newer (the distribution's `docker.io` package is enough)".into()),
+            Some(if podman {
+                "upgrade Podman to 4.0 or newer (the distribution's `podman` package)".into()
+            } else {
+                "upgrade Docker to 18.09 or newer (the distribution's `docker.io` package is enough)".into()
+            }),
         )
     });
 
@@ -331,26 +352,8 @@ fn kernel_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         }
     });
 
-    out.push(match &r.nofile {
-        None => pass("nofile", "not checked", "nothing: no enabled image needs it"),
-        Some(n) => {
-            let needed = format!(">= {} for {}", n.value, n.by.join(", "));
-            match f.nofile {
-                Some(v) if v < n.value => finding(
-                    "nofile",
-                    Status::Warn,
-                    format!("{v} (this shell's `ulimit -n`)"),
-                    needed,
-                    Some(format!(
-                        "the compose file sets it per container; if they still fail, raise the daemon's: `LimitNOFILE={}` in Docker's systemd unit, and `ulimit -n {}` here",
-                        n.value, n.value
-                    )),
-                ),
-                Some(v) => pass("nofile", v.to_string(), needed),
-                None => pass("nofile", "unlimited", needed),
-            }
-        }
-    });
+    // Judged on what a container is granted (a probe container), not this shell's limit.
+    super::hostcompat::limits(f, r, out);
 
     out.push(if f.swap_total_mb > 0 {
         finding(
@@ -376,13 +379,19 @@ fn kernel_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         None => pass("thp", "not available", "madvise or never"),
     });
 
-    out.push(if f.selinux_enforcing == Some(true) {
+    out.push(if f.selinux_enforcing == Some(true) && r.compat.relabelled {
+        pass(
+            "selinux",
+            "enforcing; bind mounts relabelled (`:z`)",
+            "not enforcing, or volumes with `:z`",
+        )
+    } else if f.selinux_enforcing == Some(true) {
         finding(
             "selinux",
             Status::Warn,
-            "enforcing",
+            "enforcing, bind mounts not relabelled",
             "bind mounts labelled for containers",
-            Some("add `:z` to the volumes in the rendered compose file, or for the PoC `sudo setenforce 0`".into()),
+            Some("set `selinux_relabel: true` (or `auto`) in cdq.yaml: cdq renders `:z` on every bind mount; or for the PoC `sudo setenforce 0`".into()),
         )
     } else {
         pass(
@@ -631,7 +640,7 @@ fn host_ip_check(f: &Facts) -> Finding {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::facts::{DirProbe, ImageProbe, IpProbe, PortProbe};
     use super::super::report;
     use super::super::requirements::{HostNeed, PortNeed};
@@ -641,7 +650,7 @@ mod tests {
     use crate::hostip::Source;
     use std::collections::BTreeSet;
 
-    fn req() -> Requirements {
+    pub(in crate::preflight) fn req() -> Requirements {
         Requirements {
             arch: Arch::Amd64,
             services: vec!["elasticsearch".into(), "kafka".into(), "server".into()],
@@ -667,6 +676,7 @@ mod tests {
             },
             explicit_arch: false,
             data: vec![],
+            compat: crate::preflight::hostcompat::tests::needs(),
         }
     }
 
@@ -691,10 +701,11 @@ mod tests {
     }
 
     /// A host where every check passes.
-    fn good() -> Facts {
+    pub(in crate::preflight) fn good() -> Facts {
         Facts {
             host_arch: "x86_64".into(),
             docker: Ok(EngineInfo {
+                product: "Docker".into(),
                 server_version: "20.10.24+dfsg1".into(),
                 api_version: "1.41".into(),
                 arch: "x86_64".into(),
@@ -742,10 +753,11 @@ mod tests {
                 candidates: vec!["10.1.2.3 (eth0)".into()],
             },
             old_data: vec![],
+            compat: crate::preflight::hostcompat::tests::facts(),
         }
     }
 
-    fn outcome(f: &Facts, r: &Requirements, id: &str) -> Finding {
+    pub(in crate::preflight) fn outcome(f: &Facts, r: &Requirements, id: &str) -> Finding {
         evaluate(f, r)
             .into_iter()
             .find(|x| x.id == id)
@@ -757,7 +769,8 @@ mod tests {
         let all = evaluate(&good(), &req());
         let bad: Vec<_> = all.iter().filter(|f| f.status != Status::Pass).collect();
         assert!(bad.is_empty(), "{bad:#?}");
-        assert_eq!(all.len(), 22);
+        // 22 before the Xinchuang checks (container-engine, clone3, cgroup, page-size, memlock).
+        assert_eq!(all.len(), 27);
     }
 
     type Row = (
@@ -974,6 +987,40 @@ mod tests {
         ("selinux", "selinux", Status::Warn, "`:z`", |f, _| {
             f.selinux_enforcing = Some(true)
         }),
+        (
+            "selinux relabelled",
+            "selinux",
+            Status::Pass,
+            "relabelled",
+            |f, r| {
+                f.selinux_enforcing = Some(true);
+                r.compat.relabelled = true;
+            },
+        ),
+        // The Xinchuang checks: one row each here, every outcome in hostcompat's tests.
+        (
+            "engine docker",
+            "container-engine",
+            Status::Pass,
+            "Docker 20.10.24",
+            |_, _| {},
+        ),
+        (
+            "clone3 ok",
+            "clone3",
+            Status::Pass,
+            "allows clone3",
+            |_, _| {},
+        ),
+        ("cgroup v2", "cgroup", Status::Pass, "v2", |_, _| {}),
+        ("4k pages", "page-size", Status::Pass, "4 KiB", |_, _| {}),
+        (
+            "memlock unasked",
+            "memlock",
+            Status::Pass,
+            "no image present",
+            |_, _| {},
+        ),
         ("port free", "port-8080", Status::Pass, "free", |_, _| {}),
         (
             "port held",
@@ -1246,7 +1293,7 @@ mod tests {
         insta::assert_snapshot!(report::table(&mixed()));
         assert_eq!(
             report::summary(&mixed(), false),
-            "preflight failed: 2 failed, 1 warnings, 20 passed"
+            "preflight failed: 2 failed, 1 warnings, 25 passed"
         );
     }
 

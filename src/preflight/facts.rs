@@ -147,6 +147,8 @@ pub struct Facts {
     pub host_ip: IpProbe,
     /// What the mysql and kafka data directories hold (see `olddata`).
     pub old_data: Vec<super::olddata::Probe>,
+    /// Page size, cgroup, engines present, and what probe containers said (Xinchuang).
+    pub compat: super::compat::CompatFacts,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -188,6 +190,13 @@ pub async fn gather<E: Engine>(
             }
         }
     }
+    let compat = super::compat::gather(
+        engine.zip(docker.as_ref().ok()),
+        &images,
+        &req.compat,
+        project,
+    )
+    .await;
     let docker_root_free_mb = docker
         .as_ref()
         .ok()
@@ -246,6 +255,7 @@ pub async fn gather<E: Engine>(
         images,
         host_ip: probe_ip(&req.host_ip),
         old_data: super::olddata::probe(&req.data),
+        compat,
     }
 }
 

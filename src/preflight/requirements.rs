@@ -49,6 +49,8 @@ pub struct Requirements {
     pub explicit_arch: bool,
     /// Data directories whose contents the chosen images must be able to read.
     pub data: Vec<super::olddata::DataNeed>,
+    /// What the Xinchuang checks need (clone3, page size, granted limits, relabelling).
+    pub compat: super::compat::CompatNeeds,
 }
 
 fn max_need(
@@ -118,6 +120,7 @@ impl Requirements {
             host_ip: host_ip.clone(),
             explicit_arch: s.arch.is_some(),
             data: super::olddata::needs(s, catalog, project),
+            compat: super::compat::CompatNeeds::derive(s, catalog, project),
         }
     }
 }
