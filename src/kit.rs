@@ -40,11 +40,13 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
         CdqError::failure("internal: the host IP was not decided before rendering")
     })?;
     let (secrets, change) = match mode {
-        SecretsMode::Ensure => secrets::ensure(&s.deploy_dir)?,
-        SecretsMode::ReadOnly => match secrets::load_existing(&s.deploy_dir)? {
-            Some(x) => (x, secrets::FileChange::Kept),
-            None => (Secrets::placeholders(), secrets::FileChange::Kept),
-        },
+        SecretsMode::Ensure => secrets::ensure(&s.deploy_dir, &initialised(ctx))?,
+        SecretsMode::ReadOnly => {
+            match secrets::load_existing_checked(&s.deploy_dir, &initialised(ctx))? {
+                Some(x) => (x, secrets::FileChange::Kept),
+                None => (Secrets::placeholders(), secrets::FileChange::Kept),
+            }
+        }
     };
     let catalog = ctx.catalog()?;
     let tz = s.timezone.clone().unwrap_or_else(crate::host::timezone);
@@ -66,6 +68,16 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
         },
         change,
     ))
+}
+
+/// The services whose data directory (`data_dir/<service>`) already holds data: their
+/// passwords are fixed by it.
+pub fn initialised(ctx: &Context) -> secrets::Initialised {
+    ["mysql", "grafana"]
+        .into_iter()
+        .map(|svc| (svc.to_string(), ctx.settings.data_dir.join(svc)))
+        .filter(|(_, d)| crate::fsio::non_empty_dir(d))
+        .collect()
 }
 
 /// Writes a render to the deploy directory and remembers the IP.

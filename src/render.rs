@@ -1,14 +1,14 @@
 //! Rendering: settings, host facts and secrets in; the deploy kit's files out (the compose
 //! file for one architecture, `.env`, `confd/<service>/...`). `render` is pure and
 //! deterministic (same inputs, same bytes); `write` puts the files on disk atomically and
-//! reports which changed.
+//! reports which changed. A file cdq did not write (no cdq header, see [`fsio::RENDER_MARKS`])
+//! is never replaced, and no write goes through a symlink.
 //!
 //! Rendering is strict: an undefined variable is an error naming the template and line.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::assets::Assets;
 use crate::catalog::Catalog;
 use crate::error::CdqError;
+use crate::fsio;
 use crate::secrets::Secrets;
 use crate::services::{Arch, Service};
 use crate::settings::Settings;
@@ -214,9 +215,84 @@ pub enum Change {
     Unchanged,
 }
 
-/// Writes files under `dir` atomically (temp file in the same directory, fsync, rename).
-/// Secret files get mode 0600 and, when `chown` and we are root, their service's uid.
+/// The record of files cdq rendered that cannot carry its header (JSON has no comments):
+/// `<sha256> <path>` per line. For them, a matching hash is the mark.
+pub const MANIFEST: &str = ".cdq/rendered";
+
+fn sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The (path, hash) pairs of the manifest in `dir`.
+pub fn manifest(dir: &Path) -> Vec<(PathBuf, String)> {
+    std::fs::read_to_string(dir.join(MANIFEST))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (h, p) = l.split_once(' ')?;
+            Some((PathBuf::from(p), h.to_string()))
+        })
+        .collect()
+}
+
+/// Whether the file at `dir/rel` (its contents `bytes`) was written by cdq: its first line is
+/// cdq's header, or the manifest records exactly these bytes.
+pub fn written_by_cdq(dir: &Path, rel: &Path, bytes: &[u8]) -> bool {
+    fsio::has_render_mark(bytes) || {
+        let h = sha(bytes);
+        manifest(dir).iter().any(|(p, x)| p == rel && *x == h)
+    }
+}
+
+/// Refuses to replace a file cdq did not write (or to write through a symlink), before
+/// anything is written: a render into someone's own compose project stops, naming the file.
+pub fn check_writable(dir: &Path, files: &[File]) -> Result<(), CdqError> {
+    for f in files {
+        let path = dir.join(&f.rel);
+        fsio::refuse_symlinks_below(dir, &path)?;
+        let Ok(old) = std::fs::read(&path) else {
+            if path.is_dir() {
+                return Err(CdqError::usage(format!(
+                    "`{}` is a directory, where cdq renders a file",
+                    path.display()
+                ))
+                .hint("move it away, or render into another directory (`--dir DIR`)"));
+            }
+            continue;
+        };
+        if old != f.contents.as_bytes() && !written_by_cdq(dir, &f.rel, &old) {
+            return Err(CdqError::usage(format!(
+                "`{}` was not written by cdq (its first line is not cdq's `{}` header): refusing to overwrite it",
+                path.display(),
+                fsio::RENDER_MARKS[0]
+            ))
+            .hint("render into another directory (`--dir DIR`), or move the file away and run this again"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes files under `dir` through [`fsio::write_atomic`] (temp file, fsync, rename,
+/// directory fsync), after [`check_writable`] has passed for all of them. Secret files get
+/// mode 0600 and, when `chown` and we are root, their service's uid.
 pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(PathBuf, Change)>> {
+    check_writable(dir, files)?;
+    let headerless: Vec<&File> = files
+        .iter()
+        .filter(|f| !fsio::has_render_mark(f.contents.as_bytes()))
+        .collect();
+    if !headerless.is_empty() {
+        // Recorded before the files are written, old entries kept until they are: a cdq
+        // killed in between still knows every version it may have left.
+        let mut entries = manifest(dir);
+        entries.extend(
+            headerless
+                .iter()
+                .map(|f| (f.rel.clone(), sha(f.contents.as_bytes()))),
+        );
+        write_manifest(dir, &entries)?;
+    }
     let mut report = Vec::new();
     for f in files {
         let path = dir.join(&f.rel);
@@ -229,31 +305,14 @@ pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(Pat
         let mode = if f.secret { 0o600 } else { 0o644 };
         if change != Change::Unchanged {
             let parent = path.parent().expect("rendered files live in a directory");
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating `{}`", parent.display()))?;
-            let tmp = parent.join(format!(
-                ".{}.cdq-tmp",
-                path.file_name()
-                    .expect("rendered files have a name")
-                    .to_string_lossy()
-            ));
-            let _ = std::fs::remove_file(&tmp);
-            let mut h = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)
-                .with_context(|| format!("writing `{}`", tmp.display()))?;
-            h.write_all(f.contents.as_bytes())?;
-            h.sync_all()?;
-            drop(h);
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("replacing `{}`", path.display()))?;
+            fsio::create_dirs(parent)?;
+            fsio::write_atomic(&path, f.contents.as_bytes(), mode)?;
         }
         // Mode and owner are re-asserted even for unchanged files: a loosened secret is fixed.
-        let meta = std::fs::metadata(&path)?;
+        let meta = std::fs::metadata(&path).map_err(|e| fsio::io_error("reading", &path, &e))?;
         if meta.permissions().mode() & 0o777 != mode {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| fsio::io_error("changing the mode of", &path, &e))?;
         }
         if let (true, Some(uid)) = (chown && crate::host::is_root(), f.owner) {
             std::os::unix::fs::chown(&path, Some(uid), Some(uid))
@@ -261,5 +320,25 @@ pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(Pat
         }
         report.push((f.rel.clone(), change));
     }
+    if !headerless.is_empty() {
+        let now: Vec<(PathBuf, String)> = headerless
+            .iter()
+            .map(|f| (f.rel.clone(), sha(f.contents.as_bytes())))
+            .collect();
+        write_manifest(dir, &now)?;
+    }
     Ok(report)
+}
+
+fn write_manifest(dir: &Path, entries: &[(PathBuf, String)]) -> Result<(), CdqError> {
+    let mut text = String::from("# Files cdq rendered that carry no header: sha256 path\n");
+    let mut seen = std::collections::BTreeSet::new();
+    for (p, h) in entries {
+        if seen.insert((p.clone(), h.clone())) {
+            text.push_str(&format!("{h} {}\n", p.display()));
+        }
+    }
+    let path = dir.join(MANIFEST);
+    fsio::create_dirs(path.parent().expect("has a parent"))?;
+    fsio::write_atomic(&path, text.as_bytes(), 0o644)
 }
