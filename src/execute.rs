@@ -529,8 +529,9 @@ async fn prepare_binds<E: Engine>(sh: &Shared<E>, spec: &ServiceSpec) -> Result<
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut created = fsio::create_dirs(parent)
-            .map_err(|e| format!("cannot create data directory `{}`: {e}", b.source.display()))?;
+        let mut created = fsio::create_dirs_io(parent).map_err(|(_, e)| {
+            format!("cannot create data directory `{}`: {e}", b.source.display())
+        })?;
         // A mark left by a run killed before its rename still knows the parents it made.
         if let Some(old) = fsio::read_mark(&b.source).filter(|m| m.project == sh.project.name) {
             created.splice(0..0, old.created);

@@ -87,6 +87,11 @@ pub fn refuse_symlinks_below(root: &Path, path: &Path) -> Result<(), CdqError> {
 /// Creates `dir` and its missing parents; returns the directories it created, outermost
 /// first (so a purge can remove exactly those).
 pub fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>, CdqError> {
+    create_dirs_io(dir).map_err(|(d, e)| io_error("creating", &d, &e))
+}
+
+/// [`create_dirs`] with the OS error as it is, and the directory it failed on.
+pub fn create_dirs_io(dir: &Path) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
     let missing: Vec<PathBuf> = dir
         .ancestors()
         .take_while(|a| std::fs::symlink_metadata(a).is_err())
@@ -96,7 +101,7 @@ pub fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>, CdqError> {
         match std::fs::create_dir(d) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(e) => return Err(io_error("creating", d, &e)),
+            Err(e) => return Err((d.clone(), e)),
         }
     }
     Ok(missing.into_iter().rev().collect())

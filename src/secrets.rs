@@ -66,6 +66,14 @@ impl Secrets {
         )
     }
 
+    /// These secrets, with a placeholder for each key they lack.
+    pub fn or_placeholders(mut self) -> Secrets {
+        for (k, v) in Secrets::placeholders().0 {
+            self.0.entry(k).or_insert(v);
+        }
+        self
+    }
+
     /// Fixed secrets for tests and snapshots.
     pub fn fixed() -> Secrets {
         Secrets(
