@@ -506,6 +506,11 @@ async fn prepare_binds<E: Engine>(sh: &Shared<E>, spec: &ServiceSpec) -> Result<
             }
             continue;
         }
+        // No directory is made, and nothing marked, through a link someone else put on the
+        // way (the service directory itself is judged below, by `classify`'s rule).
+        if let Some(parent) = b.source.parent() {
+            fsio::refuse_symlinks_below(&sh.project.dir, parent).map_err(|e| e.to_string())?;
+        }
         let check = fsio::classify(&b.source, &sh.project.name);
         match check.state {
             fsio::DirState::Missing if check.link.is_none() => {}

@@ -220,8 +220,18 @@ pub fn read_mark_file(p: &Path) -> Option<Mark> {
     })
 }
 
-/// Writes the mark of `dir` (durably: it must survive a `kill -9` right after).
+/// Writes the mark of `dir` (durably: it must survive a `kill -9` right after). A file at
+/// the mark's path that is not a cdq mark is someone else's: refused, not replaced.
 pub fn write_mark(dir: &Path, m: &Mark) -> Result<(), CdqError> {
+    let at = mark_path(dir);
+    if std::fs::symlink_metadata(&at).is_ok() && read_mark_file(&at).is_none() {
+        return Err(CdqError::usage(format!(
+            "`{}` is where cdq keeps the mark of `{}`, and it holds something else",
+            at.display(),
+            dir.display()
+        ))
+        .hint("move it away, or use another data directory (`--data-dir DIR`)"));
+    }
     let mut text = format!(
         "# cdq made `{}` for project `{}`: `cdq down --purge` deletes it. Keep this file with it.\nproject={}\ndeploy_dir={}\n",
         dir.file_name().unwrap_or_default().to_string_lossy(),

@@ -18,6 +18,8 @@ fn read_only(e: &std::io::Error) -> bool {
 pub fn acquire(deploy_dir: &Path) -> anyhow::Result<DeployLock> {
     let dir = deploy_dir.join(".cdq");
     let path = dir.join("lock");
+    crate::fsio::refuse_symlink(&dir)?;
+    crate::fsio::refuse_symlink(&path)?;
     let opened = std::fs::create_dir_all(&dir).and_then(|()| {
         File::options()
             .create(true)

@@ -215,8 +215,10 @@ pub enum Change {
     Unchanged,
 }
 
-/// The record of files cdq rendered that cannot carry its header (JSON has no comments):
-/// `<sha256> <path>` per line. For them, a matching hash is the mark.
+/// cdq's record of what it rendered that no header can mark: the files that cannot carry
+/// its header (JSON has no comments), as `<sha256> <path>` (a matching hash is their mark),
+/// and the directories it created for its files, as `dir <path>` (a purge removes only
+/// those, once empty).
 pub const MANIFEST: &str = ".cdq/rendered";
 
 fn sha(bytes: &[u8]) -> String {
@@ -224,16 +226,28 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// The (path, hash) pairs of the manifest in `dir`.
-pub fn manifest(dir: &Path) -> Vec<(PathBuf, String)> {
-    std::fs::read_to_string(dir.join(MANIFEST))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let (h, p) = l.split_once(' ')?;
-            Some((PathBuf::from(p), h.to_string()))
-        })
-        .collect()
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub files: std::collections::BTreeSet<(PathBuf, String)>,
+    pub dirs: std::collections::BTreeSet<PathBuf>,
+}
+
+/// The manifest in `dir` (empty when there is none).
+pub fn manifest(dir: &Path) -> Manifest {
+    let mut m = Manifest::default();
+    let text = std::fs::read_to_string(dir.join(MANIFEST)).unwrap_or_default();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        match l.split_once(' ') {
+            Some(("dir", p)) => {
+                m.dirs.insert(PathBuf::from(p));
+            }
+            Some((h, p)) => {
+                m.files.insert((PathBuf::from(p), h.to_string()));
+            }
+            None => {}
+        }
+    }
+    m
 }
 
 /// Whether the file at `dir/rel` (its contents `bytes`) was written by cdq: its first line is
@@ -241,7 +255,7 @@ pub fn manifest(dir: &Path) -> Vec<(PathBuf, String)> {
 pub fn written_by_cdq(dir: &Path, rel: &Path, bytes: &[u8]) -> bool {
     fsio::has_render_mark(bytes) || {
         let h = sha(bytes);
-        manifest(dir).iter().any(|(p, x)| p == rel && *x == h)
+        manifest(dir).files.iter().any(|(p, x)| p == rel && *x == h)
     }
 }
 
@@ -278,20 +292,29 @@ pub fn check_writable(dir: &Path, files: &[File]) -> Result<(), CdqError> {
 /// mode 0600 and, when `chown` and we are root, their service's uid.
 pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(PathBuf, Change)>> {
     check_writable(dir, files)?;
-    let headerless: Vec<&File> = files
-        .iter()
-        .filter(|f| !fsio::has_render_mark(f.contents.as_bytes()))
-        .collect();
-    if !headerless.is_empty() {
-        // Recorded before the files are written, old entries kept until they are: a cdq
-        // killed in between still knows every version it may have left.
-        let mut entries = manifest(dir);
-        entries.extend(
-            headerless
-                .iter()
-                .map(|f| (f.rel.clone(), sha(f.contents.as_bytes()))),
-        );
-        write_manifest(dir, &entries)?;
+    let headerless = |f: &&File| !fsio::has_render_mark(f.contents.as_bytes());
+    // Recorded before anything is written, old entries kept until the files are: a cdq
+    // killed in between still knows every version and directory it may have left.
+    let mut record = manifest(dir);
+    let before = record.clone();
+    record.files.extend(
+        files
+            .iter()
+            .filter(headerless)
+            .map(|f| (f.rel.clone(), sha(f.contents.as_bytes()))),
+    );
+    for f in files {
+        for a in f.rel.ancestors().skip(1) {
+            if a.as_os_str().is_empty() {
+                break;
+            }
+            if std::fs::symlink_metadata(dir.join(a)).is_err() {
+                record.dirs.insert(a.to_path_buf());
+            }
+        }
+    }
+    if record != before {
+        write_manifest(dir, &record)?;
     }
     let mut report = Vec::new();
     for f in files {
@@ -320,25 +343,32 @@ pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(Pat
         }
         report.push((f.rel.clone(), change));
     }
-    if !headerless.is_empty() {
-        let now: Vec<(PathBuf, String)> = headerless
+    let now = Manifest {
+        files: files
             .iter()
+            .filter(headerless)
             .map(|f| (f.rel.clone(), sha(f.contents.as_bytes())))
-            .collect();
+            .collect(),
+        dirs: record.dirs,
+    };
+    if now != before {
         write_manifest(dir, &now)?;
     }
     Ok(report)
 }
 
-fn write_manifest(dir: &Path, entries: &[(PathBuf, String)]) -> Result<(), CdqError> {
-    let mut text = String::from("# Files cdq rendered that carry no header: sha256 path\n");
-    let mut seen = std::collections::BTreeSet::new();
-    for (p, h) in entries {
-        if seen.insert((p.clone(), h.clone())) {
-            text.push_str(&format!("{h} {}\n", p.display()));
-        }
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), CdqError> {
+    let mut text = String::from(
+        "# What cdq rendered that carries no header: `<sha256> <file>`, `dir <directory it created>`\n",
+    );
+    for (p, h) in &m.files {
+        text.push_str(&format!("{h} {}\n", p.display()));
+    }
+    for d in &m.dirs {
+        text.push_str(&format!("dir {}\n", d.display()));
     }
     let path = dir.join(MANIFEST);
+    fsio::refuse_symlinks_below(dir, &path)?;
     fsio::create_dirs(path.parent().expect("has a parent"))?;
     fsio::write_atomic(&path, text.as_bytes(), 0o644)
 }

@@ -327,7 +327,7 @@ fn remove_path(p: &Path, dir: bool) -> anyhow::Result<()> {
 }
 
 /// Every regular file under `dir` (not following symlinks), with symlinks listed apart.
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, dirs: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) {
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -337,8 +337,7 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, dirs: &mut Vec<PathBuf>, links: &m
         if t.is_symlink() {
             links.push(p);
         } else if t.is_dir() {
-            dirs.push(p.clone());
-            walk(&p, files, dirs, links);
+            walk(&p, files, links);
         } else if t.is_file() {
             files.push(p);
         }
@@ -363,12 +362,10 @@ fn purge_rendered(deploy_dir: &Path, out: &mut Purged) -> anyhow::Result<()> {
         }
     }
     let mut files = vec![deploy_dir.join(".env")];
-    let mut dirs = Vec::new();
     let mut links = Vec::new();
     let confd = deploy_dir.join("confd");
     if is_dir_nofollow(&confd) {
-        dirs.push(confd.clone());
-        walk(&confd, &mut files, &mut dirs, &mut links);
+        walk(&confd, &mut files, &mut links);
     } else if std::fs::symlink_metadata(&confd).is_ok() {
         links.push(confd.clone());
     }
@@ -391,11 +388,16 @@ fn purge_rendered(deploy_dir: &Path, out: &mut Purged) -> anyhow::Result<()> {
     for l in links {
         out.left.push((l, "a symlink cdq did not create".into()));
     }
+    // Only the directories the render recorded creating, deepest first, once empty: an
+    // empty directory someone else made under `confd/` stays.
+    let mut dirs: Vec<PathBuf> = crate::render::manifest(deploy_dir)
+        .dirs
+        .into_iter()
+        .map(|d| deploy_dir.join(d))
+        .filter(|d| d.starts_with(deploy_dir) && *d != deploy_dir)
+        .collect();
     dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for d in dirs {
-        if fsio::non_empty_dir(&d) {
-            continue;
-        }
         rmdir_if_empty(&d, out)?;
     }
     Ok(())
