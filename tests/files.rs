@@ -103,7 +103,7 @@ fn render_never_overwrites_a_compose_project_it_did_not_write() {
         )),
         "{o}"
     );
-    assert_eq!(snap(&[env.clone()])[&env], before[&env]);
+    assert_eq!(snap(std::slice::from_ref(&env))[&env], before[&env]);
 }
 
 #[test]
@@ -141,7 +141,10 @@ fn render_writes_through_no_symlink() {
         )),
         "{o}"
     );
-    assert_eq!(snap(&[target.clone()])[&target], before[&target]);
+    assert_eq!(
+        snap(std::slice::from_ref(&target))[&target],
+        before[&target]
+    );
 }
 
 // ---- system paths (issue 17.4) ---------------------------------------------------------
