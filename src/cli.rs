@@ -103,6 +103,10 @@ pub enum Command {
         /// Load the images of this offline bundle first (`cdq bundle save` makes one)
         #[arg(long, value_name = "FILE")]
         bundle: Option<PathBuf>,
+        /// Mount this service's existing, non-empty data directory though cdq did not make it:
+        /// its files are handed to the uid the service runs as, and `down --purge` deletes it
+        #[arg(long = "adopt-data", value_name = "SERVICE")]
+        adopt_data: Vec<String>,
     },
     /// Stop and remove the containers and network; data and secrets stay
     Down {
@@ -142,6 +146,10 @@ pub enum Command {
         /// Treat warnings as failures
         #[arg(long)]
         strict: bool,
+        /// Mount this service's existing, non-empty data directory though cdq did not make it:
+        /// its files are handed to the uid the service runs as, and `down --purge` deletes it
+        #[arg(long = "adopt-data", value_name = "SERVICE")]
+        adopt_data: Vec<String>,
     },
     /// Show service logs, interleaved with service prefixes
     Logs {

@@ -151,7 +151,11 @@ fn data_dir_not_writable() {
                 below_file.display()
             ),
         ),
-        (&on_ro, format!("`{}` is not writable", ro.display())),
+        // Issue 18.4: a read-only mount is named as such (its fix is a remount, not chown).
+        (
+            &on_ro,
+            format!("`{}` is on a read-only filesystem", ro.display()),
+        ),
     ] {
         let d = data.to_str().unwrap();
         let c = g.failed_check(&["--images", "local", "--data-dir", d], "data-dir");

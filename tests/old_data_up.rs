@@ -4,6 +4,8 @@
 //! data, and leaves every file as it was. Std + tempfile only; the project name is unique and
 //! nothing is expected to be created (the test checks that by label and removes strays).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -16,14 +18,11 @@ fn host_ip() -> String {
 
 fn cdq(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let ip = host_ip();
-    let out = Command::new(env!("CARGO_BIN_EXE_cdq"))
+    let out = common::cdq_command()
         .arg("--dir")
         .arg(dir)
         .args(args)
         .args(["--ip", &ip])
-        .env_remove("CDQ_IMAGES")
-        .env_remove("CDQ_DATA_DIR")
-        .env_remove("CDQ_PROJECT")
         .output()
         .unwrap();
     (
@@ -113,13 +112,13 @@ fn up_on_mysql_57_and_zookeeper_mode_kafka_data_stops_in_preflight_and_loses_not
     let (code, out, err) = cdq(dir, &["up", "--progress", "plain"]);
     let all = format!("{out}\n{err}");
     assert_eq!(code, 3, "preflight must stop `up` (exit 3):\n{all}");
-    assert!(all.contains("data-mysql"), "{all}");
+    assert!(all.contains("data-format-mysql"), "{all}");
     assert!(all.contains("MySQL 5.7 data"), "{all}");
     assert!(
         all.contains("mysqldump"),
         "the fix says how to move the data:\n{all}"
     );
-    assert!(all.contains("data-kafka"), "{all}");
+    assert!(all.contains("data-format-kafka"), "{all}");
     assert!(all.contains("ZooKeeper mode"), "{all}");
     assert!(all.contains("preflight failed"), "{all}");
     assert!(containers(&project).is_empty(), "nothing may start:\n{all}");
@@ -138,8 +137,8 @@ fn up_on_mysql_57_and_zookeeper_mode_kafka_data_stops_in_preflight_and_loses_not
             .map(|c| c["status"].as_str().unwrap().to_string())
             .unwrap_or_else(|| panic!("no `{id}` in {v}"))
     };
-    assert_eq!(status("data-mysql"), "fail");
-    assert_eq!(status("data-kafka"), "fail");
+    assert_eq!(status("data-format-mysql"), "fail");
+    assert_eq!(status("data-format-kafka"), "fail");
     assert_eq!(snapshot(&data), before);
 }
 
@@ -165,11 +164,13 @@ fn data_written_by_the_new_set_passes() {
         std::os::unix::fs::chown(&p, Some(1000), Some(1000))
             .unwrap_or_else(|e| panic!("this test runs as root (chown {}: {e})", p.display()));
     }
-    let (_, out, err) = cdq(dir, &["preflight", "--json"]);
+    // Not made by this cdq (no mark): adopted, as a directory from before the marks would be.
+    let adopt = ["--adopt-data", "mysql", "--adopt-data", "kafka"];
+    let (_, out, err) = cdq(dir, &[&["preflight", "--json"][..], &adopt].concat());
     let v: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
     let text = v.to_string();
-    for id in ["data-mysql", "data-kafka"] {
+    for id in ["data-format-mysql", "data-format-kafka"] {
         let c = v["checks"]
             .as_array()
             .unwrap()
@@ -187,7 +188,7 @@ fn data_written_by_the_new_set_passes() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["id"] == "data-kafka")
+        .find(|c| c["id"] == "data-format-kafka")
         .unwrap()
         .clone();
     assert_eq!(c["status"], "fail", "{c}");

@@ -65,6 +65,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             compose,
             deadline,
             bundle,
+            adopt_data,
         } => up::run(
             settings,
             &ui,
@@ -77,6 +78,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 compose,
                 deadline,
                 bundle,
+                adopt: adopt_data,
             },
         ),
         Command::Down {
@@ -97,7 +99,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             target,
             json,
             strict,
-        } => preflight::run(settings, &ui, target.ip, json, strict),
+            adopt_data,
+        } => preflight::run(settings, &ui, target.ip, json, strict, adopt_data),
         Command::Bundle { action } => bundle::run(settings, &ui, action),
     }
 }

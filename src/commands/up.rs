@@ -32,6 +32,8 @@ pub struct Args {
     pub deadline: Option<Duration>,
     /// An offline bundle to load before anything else.
     pub bundle: Option<PathBuf>,
+    /// Services whose foreign data directory the user adopts (`--adopt-data`).
+    pub adopt: Vec<String>,
 }
 
 pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
@@ -39,7 +41,8 @@ pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     let ctx = match a.compose {
         Some(_) => Context::new(settings)?,
         None => super::rendering_context(settings, ui, a.ip)?,
-    };
+    }
+    .adopting(a.adopt.clone());
     super::runtime()?.block_on(up(&ctx, ui, a))
 }
 
@@ -94,6 +97,9 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
             project::load(&r.compose_path, &s.project)?
         }
     };
+    for (dir, to) in ops::adopt(&project, &ctx.adopt)? {
+        ui.warn(format!("adopted `{}`: {to}", dir.display()));
+    }
     let observed = ops::observe(&*engine, &project, &Overlay::new()).await?;
     if observed.is_current() {
         ui.info(format!(

@@ -4,6 +4,8 @@
 //! Thresholds that depend on the chosen images (vm.max_map_count, open files, memory) come
 //! from the catalogue (`compose/<arch>.yaml`), not from code here.
 
+use std::path::Path;
+
 use crate::engine::MIN_API_VERSION;
 use crate::services::Arch;
 
@@ -70,6 +72,8 @@ pub fn evaluate(f: &Facts, r: &Requirements) -> Vec<Finding> {
     kernel_checks(f, r, &mut out);
     port_checks(f, &mut out);
     data_dir_checks(f, r, &mut out);
+    deploy_dir_check(f, &mut out);
+    service_dir_checks(f, r, &mut out);
     clock_checks(f, &mut out);
     image_checks(f, r, &mut out);
     super::olddata::judge(&f.old_data, &mut out);
@@ -484,6 +488,17 @@ fn data_dir_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
             needed,
             Some(format!("move the file away, {elsewhere}")),
         )
+    } else if d.read_only {
+        finding(
+            "data-dir",
+            Status::Fail,
+            format!("`{}` is on a read-only filesystem", d.nearest.display()),
+            needed,
+            Some(format!(
+                "remount it read-write (`sudo mount -o remount,rw $(stat -c %m {})`), {elsewhere}",
+                d.nearest.display()
+            )),
+        )
     } else if !d.writable {
         finding(
             "data-dir",
@@ -517,6 +532,107 @@ fn data_dir_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
             Some("nothing to do: cdq hands each directory over through a short-lived helper container".into()),
         ),
     });
+}
+
+/// What the deploy directory needs: room for the rendered files, `secrets.env` and its lock.
+const DEPLOY_MIN_MB: u64 = 16;
+
+fn deploy_dir_check(f: &Facts, out: &mut Vec<Finding>) {
+    let d = &f.deploy_dir;
+    let path = d.path.display();
+    let near = d.nearest.display();
+    let needed = format!("writable, >= {DEPLOY_MIN_MB} MiB free (rendered files, secrets.env)");
+    let elsewhere = "or use another deploy directory: `--dir DIR` (or `CDQ_DIR`)";
+    out.push(if (d.exists && !d.is_dir) || (!d.exists && !d.nearest_is_dir) {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!("`{near}` is a file"),
+            needed,
+            Some(format!("move the file away, {elsewhere}")),
+        )
+    } else if d.read_only {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!("`{near}` is on a read-only filesystem"),
+            needed,
+            Some(format!(
+                "remount it read-write (`sudo mount -o remount,rw $(stat -c %m {near})`), {elsewhere}"
+            )),
+        )
+    } else if !d.writable {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!("`{near}` is not writable"),
+            needed,
+            Some(format!(
+                "`sudo mkdir -p {path} && sudo chown $USER {path}`, {elsewhere}"
+            )),
+        )
+    } else if d.free_mb.is_some_and(|mb| mb < DEPLOY_MIN_MB) {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!(
+                "{} MiB free at `{near}`",
+                d.free_mb.unwrap_or_default()
+            ),
+            needed,
+            Some(format!("free space at `{near}` (`df -h {near}`), {elsewhere}")),
+        )
+    } else {
+        pass("deploy-dir", format!("`{path}` is writable"), needed)
+    });
+}
+
+/// Each service's data directory: cdq mounts only what it made for this project, an empty
+/// directory, or one the user adopts with `--adopt-data SERVICE`.
+fn service_dir_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
+    for sd in &f.service_dirs {
+        let id = format!("data-{}", sd.service);
+        let needed = "missing, empty, or made by cdq for this project";
+        let to = match sd.uid {
+            Some(u) => format!("uid {u}"),
+            None => "the uid the image runs as".to_string(),
+        };
+        let found = sd.check.describe();
+        out.push(if sd.check.usable() {
+            pass(&id, found, needed)
+        } else if r.adopt.contains(&sd.service) {
+            finding(
+                &id,
+                Status::Warn,
+                found,
+                needed,
+                Some(format!(
+                    "adopted (`--adopt-data {}`): its files are handed to {to} and `down --purge` will delete it",
+                    sd.service
+                )),
+            )
+        } else {
+            let dir = sd.check.path.display();
+            let parent = sd
+                .check
+                .path
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .display();
+            finding(
+                &id,
+                Status::Fail,
+                found,
+                needed,
+                Some(format!(
+                    "use another data directory (`--data-dir DIR`), or move it aside (`mv {dir} {parent}/{}.before-cdq`), or hand it to `{}` with `--adopt-data {}` (its files become {to}'s, and `down --purge` deletes it)",
+                    sd.check.path.file_name().unwrap_or_default().to_string_lossy(),
+                    sd.service,
+                    sd.service
+                )),
+            )
+        });
+    }
 }
 
 fn clock_checks(f: &Facts, out: &mut Vec<Finding>) {
@@ -669,6 +785,10 @@ pub(super) mod tests {
             uids: [1000, 1001].into_iter().collect(),
             images: vec![],
             data_dir: "/srv/cdq/data".into(),
+            deploy_dir: "/srv/cdq".into(),
+            project: "cdq".into(),
+            service_dirs: vec![],
+            adopt: BTreeSet::new(),
             host_ip: Decision {
                 ip: "10.1.2.3".parse().unwrap(),
                 source: Source::Detected,
@@ -729,7 +849,19 @@ pub(super) mod tests {
                 nearest_is_dir: true,
                 writable: true,
                 free_mb: Some(100 * 1024),
+                read_only: false,
             },
+            deploy_dir: DirProbe {
+                path: "/srv/cdq".into(),
+                exists: true,
+                is_dir: true,
+                nearest: "/srv/cdq".into(),
+                nearest_is_dir: true,
+                writable: true,
+                free_mb: Some(100 * 1024),
+                read_only: false,
+            },
+            service_dirs: vec![],
             docker_root_free_mb: Some(50 * 1024),
             vm_max_map_count: Some(262144),
             nofile: Some(1048576),
@@ -757,6 +889,26 @@ pub(super) mod tests {
         }
     }
 
+    fn foreign() -> crate::fsio::DirState {
+        crate::fsio::DirState::Foreign {
+            owner: "uid 1234".into(),
+            entries: vec!["ibdata1".into()],
+            total: 1,
+        }
+    }
+
+    fn service_dir(state: crate::fsio::DirState) -> super::super::facts::ServiceDir {
+        super::super::facts::ServiceDir {
+            service: "mysql".into(),
+            uid: Some(999),
+            check: crate::fsio::DirCheck {
+                path: "/srv/cdq/data/mysql".into(),
+                link: None,
+                state,
+            },
+        }
+    }
+
     pub(in crate::preflight) fn outcome(f: &Facts, r: &Requirements, id: &str) -> Finding {
         evaluate(f, r)
             .into_iter()
@@ -769,8 +921,9 @@ pub(super) mod tests {
         let all = evaluate(&good(), &req());
         let bad: Vec<_> = all.iter().filter(|f| f.status != Status::Pass).collect();
         assert!(bad.is_empty(), "{bad:#?}");
-        // 22 before the Xinchuang checks (container-engine, clone3, cgroup, page-size, memlock).
-        assert_eq!(all.len(), 27);
+        // 22 before the Xinchuang checks (container-engine, clone3, cgroup, page-size, memlock)
+        // and issue 18's `deploy-dir` (service data dirs add one each when present).
+        assert_eq!(all.len(), 28);
     }
 
     type Row = (
@@ -1020,6 +1173,72 @@ pub(super) mod tests {
             Status::Pass,
             "no image present",
             |_, _| {},
+        ),
+        (
+            "data dir read-only",
+            "data-dir",
+            Status::Fail,
+            "sudo mount -o remount,rw",
+            |f, _| f.data_dir.read_only = true,
+        ),
+        (
+            "deploy dir ok",
+            "deploy-dir",
+            Status::Pass,
+            "writable",
+            |_, _| {},
+        ),
+        (
+            "deploy dir read-only",
+            "deploy-dir",
+            Status::Fail,
+            "sudo mount -o remount,rw $(stat -c %m /srv/cdq)",
+            |f, _| f.deploy_dir.read_only = true,
+        ),
+        (
+            "deploy dir full",
+            "deploy-dir",
+            Status::Fail,
+            "df -h /srv/cdq",
+            |f, _| f.deploy_dir.free_mb = Some(0),
+        ),
+        (
+            "deploy dir not writable",
+            "deploy-dir",
+            Status::Fail,
+            "sudo chown $USER /srv/cdq",
+            |f, _| f.deploy_dir.writable = false,
+        ),
+        (
+            "deploy dir a file",
+            "deploy-dir",
+            Status::Fail,
+            "move the file away",
+            |f, _| f.deploy_dir.is_dir = false,
+        ),
+        (
+            "service dir empty",
+            "data-mysql",
+            Status::Pass,
+            "is empty",
+            |f, _| f.service_dirs = vec![service_dir(crate::fsio::DirState::Empty)],
+        ),
+        (
+            "service dir foreign",
+            "data-mysql",
+            Status::Fail,
+            "`--adopt-data mysql` (its files become uid 999's",
+            |f, _| f.service_dirs = vec![service_dir(foreign())],
+        ),
+        (
+            "service dir foreign, adopted",
+            "data-mysql",
+            Status::Warn,
+            "handed to uid 999",
+            |f, r| {
+                f.service_dirs = vec![service_dir(foreign())];
+                r.adopt.insert("mysql".into());
+            },
         ),
         ("port free", "port-8080", Status::Pass, "free", |_, _| {}),
         (
@@ -1293,7 +1512,7 @@ pub(super) mod tests {
         insta::assert_snapshot!(report::table(&mixed()));
         assert_eq!(
             report::summary(&mixed(), false),
-            "preflight failed: 2 failed, 1 warnings, 25 passed"
+            "preflight failed: 2 failed, 1 warnings, 26 passed"
         );
     }
 

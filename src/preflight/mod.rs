@@ -92,7 +92,8 @@ pub async fn findings<E: Engine>(
     let ip = ctx.ip.as_ref().ok_or_else(|| {
         CdqError::failure("internal: the host IP was not decided before preflight")
     })?;
-    let req = Requirements::derive(&ctx.settings, &rendered.catalog, ctx.arch, ip, project);
+    let mut req = Requirements::derive(&ctx.settings, &rendered.catalog, ctx.arch, ip, project);
+    req.adopt = ctx.adopt.clone();
     let facts = facts::gather(engine, &req, &project.name).await;
     Ok(evaluate(&facts, &req))
 }
