@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::engine::{Container, RunState};
-use crate::project::Project;
+use crate::engine::{Container, Health, RunState};
+use crate::project::{Project, ServiceSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -18,6 +18,12 @@ pub enum Action {
     Start { id: String },
     /// The container is current and running: only its health is awaited.
     Keep { id: String },
+    /// The container is current and running but its healthcheck has not passed yet:
+    /// `up` waits for it (within its deadline).
+    Wait { id: String },
+    /// The container is current and running but unhealthy: `up` restarts it, and recreates
+    /// it if a restart does not make it healthy within half its deadline.
+    Restart { id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +41,20 @@ pub struct Removal {
     pub reason: String,
 }
 
+/// A second network of the stack's name (two creates raced): removed before anything joins
+/// the network, its containers taken off it first (their services are recreated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateNetwork {
+    pub id: String,
+    pub containers: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub project: String,
     pub network: String,
     pub create_network: bool,
+    pub duplicate_networks: Vec<DuplicateNetwork>,
     /// In dependency order.
     pub steps: Vec<Step>,
     pub removals: Vec<Removal>,
@@ -49,6 +64,7 @@ impl Plan {
     /// True when executing it changes nothing on the engine.
     pub fn is_noop(&self) -> bool {
         !self.create_network
+            && self.duplicate_networks.is_empty()
             && self.removals.is_empty()
             && self
                 .steps
@@ -110,6 +126,8 @@ pub fn plan(
                     })
                 } else if c.name != wanted_name {
                     Some(format!("it is named `{}`, not `{wanted_name}`", c.name))
+                } else if let Some(d) = drift_text(project, spec, c) {
+                    Some(format!("changed outside cdq: {d}"))
                 } else if matches!(
                     c.state,
                     RunState::Paused | RunState::Dead | RunState::Removing
@@ -123,6 +141,12 @@ pub fn plan(
                         id: c.id.clone(),
                         reason,
                     },
+                    None if c.state == RunState::Running && c.health == Some(Health::Unhealthy) => {
+                        Action::Restart { id: c.id.clone() }
+                    }
+                    None if c.state == RunState::Running && c.health == Some(Health::Starting) => {
+                        Action::Wait { id: c.id.clone() }
+                    }
                     None if matches!(c.state, RunState::Running | RunState::Restarting) => {
                         Action::Keep { id: c.id.clone() }
                     }
@@ -146,9 +170,93 @@ pub fn plan(
     Plan {
         project: project.name.clone(),
         create_network: !networks.contains(&network),
+        duplicate_networks: Vec::new(),
         network,
         steps,
         removals,
+    }
+}
+
+/// How a container differs from its service as rendered in what cdq sets and someone can
+/// change outside it (`docker network disconnect`, `docker update --restart`, a container
+/// recreated by hand with cdq's labels): one phrase per difference, empty when it runs as
+/// rendered. Values of environment variables are never shown (they may be passwords).
+pub fn drift(project: &Project, spec: &ServiceSpec, c: &Container) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.image != spec.image {
+        out.push(format!("image is `{}`, not `{}`", c.image, spec.image));
+    }
+    let network = project.network();
+    if !c.networks.contains(&network) {
+        out.push(if c.networks.is_empty() {
+            format!("not on the network `{network}` (on none)")
+        } else {
+            format!(
+                "not on the network `{network}` (on {})",
+                c.networks
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    }
+    let want = normal_restart(spec.restart.as_deref().unwrap_or("no"));
+    if normal_restart(&c.restart) != want {
+        out.push(format!(
+            "restart policy is `{}`, not `{want}`",
+            normal_restart(&c.restart)
+        ));
+    }
+    let binds: Vec<String> = spec
+        .binds
+        .iter()
+        .map(|b| {
+            let ro = if b.read_only { ":ro" } else { "" };
+            format!("{}:{}{ro}", b.source.display(), b.target)
+        })
+        .collect();
+    for b in &binds {
+        if !c.binds.contains(b) {
+            out.push(format!("mount `{b}` is missing"));
+        }
+    }
+    for b in &c.binds {
+        if !binds.contains(b) {
+            out.push(format!("mount `{b}` was added"));
+        }
+    }
+    let mut changed: Vec<&str> = spec
+        .environment
+        .iter()
+        .filter(|(k, v)| !c.env.iter().any(|e| *e == format!("{k}={v}")))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    changed.sort();
+    if !changed.is_empty() {
+        out.push(format!(
+            "environment {} differs",
+            changed
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+fn drift_text(project: &Project, spec: &ServiceSpec, c: &Container) -> Option<String> {
+    let d = drift(project, spec, c);
+    (!d.is_empty()).then(|| d.join("; "))
+}
+
+/// `on-failure:0` is `on-failure`; an empty name is Docker's default, `no`.
+fn normal_restart(s: &str) -> String {
+    match s.trim() {
+        "" => "no".into(),
+        "on-failure:0" => "on-failure".into(),
+        other => other.into(),
     }
 }
 
@@ -189,6 +297,20 @@ impl fmt::Display for Plan {
                 "network", self.network
             )?;
         }
+        for d in &self.duplicate_networks {
+            let short: String = d.id.chars().take(12).collect();
+            writeln!(
+                f,
+                "  {:width$}  remove duplicate network `{}` (id {short}, left by two runs racing{})",
+                "network",
+                self.network,
+                if d.containers.is_empty() {
+                    String::new()
+                } else {
+                    format!("; detach {}", d.containers.join(", "))
+                }
+            )?;
+        }
         for r in &self.removals {
             writeln!(
                 f,
@@ -202,6 +324,11 @@ impl fmt::Display for Plan {
                 Action::Recreate { reason, .. } => format!("recreate ({reason})"),
                 Action::Start { .. } => "start (stopped)".to_string(),
                 Action::Keep { .. } => "keep (current)".to_string(),
+                Action::Wait { .. } => "wait (running, healthcheck not passed yet)".to_string(),
+                Action::Restart { .. } => {
+                    "restart (unhealthy; recreate if still unhealthy at half its deadline)"
+                        .to_string()
+                }
             };
             if s.after.is_empty() {
                 writeln!(f, "  {:width$}  {what}", s.service)?;
@@ -264,6 +391,10 @@ mod tests {
             oom_killed: false,
             started_at: None,
             ports: vec![],
+            networks: vec!["demo_default".into()],
+            restart: "no".into(),
+            binds: vec![],
+            env: vec![],
         }
     }
 
