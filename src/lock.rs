@@ -109,9 +109,9 @@ fn acquire_project_in(
                 // Best effort: a file of another user's is locked but not rewritten.
                 let _ = file.set_len(0).and_then(|_| {
                     file.rewind()?;
-                    write!(
+                    writeln!(
                         file,
-                        "pid {} deploy directory {}\n",
+                        "pid {} deploy directory {}",
                         std::process::id(),
                         deploy_dir.display()
                     )

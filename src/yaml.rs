@@ -119,6 +119,10 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
 pub type Value = backend::Value;
 pub type Mapping = backend::Mapping;
 
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, YamlError> {
+    backend::from_value(value).map_err(convert)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,8 +148,4 @@ mod tests {
         let v: Value = from_str(ok).unwrap();
         assert!(v.get("services").is_some());
     }
-}
-
-pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, YamlError> {
-    backend::from_value(value).map_err(convert)
 }

@@ -91,7 +91,7 @@ pub fn run(
         // Duplicates of the network (two creates raced): all but one go by id, so the
         // removal by name below is not ambiguous.
         let (_, duplicates) = owner::keep_and_duplicates(
-            owner::networks(&engine, &name, &format!("{name}_default")).await?,
+            owner::ours_named(&engine, &name, &format!("{name}_default")).await?,
         );
         for d in duplicates {
             engine
@@ -100,7 +100,7 @@ pub fn run(
                 .map_err(crate::engine::explain)?;
         }
         sig.guard("removing the stack's network", LEFT, async {
-            Ok(down::remove_networks(&engine, &name, &ours, &mut say)
+            down::remove_networks(&engine, &name, &ours, &mut say)
             .await
             .map_err(|mut e| {
                 e.message.push_str(if purge {
@@ -109,7 +109,7 @@ pub fn run(
                     "; the containers are removed and the data kept"
                 });
                 anyhow::Error::new(e)
-            })?)
+            })
         })
         .await?;
         anyhow::Ok(sig)

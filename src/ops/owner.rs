@@ -95,6 +95,17 @@ pub async fn networks<E: Engine>(
     Ok(all)
 }
 
+/// The networks named `network` that cdq made for `project` (others are left alone).
+pub async fn ours_named<E: Engine>(
+    engine: &E,
+    project: &str,
+    network: &str,
+) -> Result<Vec<NetworkInfo>, CdqError> {
+    let mut all = engine.networks_named(network).await.map_err(explain)?;
+    all.retain(|n| n.labels.get(LABEL_PROJECT).map(String::as_str) == Some(project));
+    Ok(all)
+}
+
 /// Of several networks of the stack's name (left by two creates racing), the one to keep:
 /// the one with the most containers attached, the oldest on a tie. The rest are duplicates.
 pub fn keep_and_duplicates(mut nets: Vec<NetworkInfo>) -> (Option<NetworkInfo>, Vec<NetworkInfo>) {
