@@ -777,3 +777,72 @@ fn two_ups_of_one_project_from_two_directories_never_race() {
         );
     }
 }
+
+// ---- bad values ------------------------------------------------------------------------
+
+/// Values that parse but cannot work — an empty or doubled service list, a data directory
+/// Docker cannot mount or that would interpolate in the compose file, a tag Docker
+/// refuses, an invalid project name even under `-p`, a timezone with `$` — are refused before anything is
+/// written, with the file, the line, the key and exit 2. (A zero heap or deadline was
+/// already refused by the parser.)
+#[test]
+fn every_bad_value_is_refused_with_file_line_key_and_exit_2() {
+    let cases: [(&str, &str); 7] = [
+        ("services: []\n", "line 1: `services`: the list is empty"),
+        (
+            "services:\n  - redis\n  - redis\n",
+            "line 1: `services`: `redis` is listed twice",
+        ),
+        (
+            "project: x\ndata_dir: /srv/a:b\n",
+            "line 2: `data_dir`: `/srv/a:b` holds `:`",
+        ),
+        (
+            "data_dir: /srv/${HOME}\n",
+            "line 1: `data_dir`: `/srv/${HOME}` holds `$`",
+        ),
+        (
+            "versions:\n  redis: \"7$x\"\n",
+            "line 2: `versions.redis`: `7$x` is not an image tag",
+        ),
+        (
+            "data_dir: d\nproject: Bad_Name\n",
+            "line 2: `project`: project name `Bad_Name` is not valid",
+        ),
+        (
+            "timezone: Asia/$HOME\n",
+            "line 1: `timezone`: `Asia/$HOME` is not a timezone name",
+        ),
+    ];
+    for (text, want) in cases {
+        let s = sandbox("badvalue");
+        s.write_config(text);
+        let o = s.cdq(&["render", "--arch", "amd64", "--ip", "127.0.0.1"]);
+        assert_eq!(o.code, Some(2), "{text}: {o}");
+        assert!(
+            o.stderr
+                .contains(&format!("error: `{}` {want}", s.config().display())),
+            "{text}: {o}"
+        );
+        assert!(o.stderr.contains("\nhint: "), "{o}");
+        assert!(!s.dir().exists(), "nothing written for {text}");
+    }
+    // A flag too.
+    let s = sandbox("badflag");
+    let o = s.cdq(&[
+        "--data-dir",
+        "/srv/a:b",
+        "render",
+        "--arch",
+        "amd64",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr
+            .contains("error: `--data-dir` (or `CDQ_DATA_DIR`): `/srv/a:b` holds `:`"),
+        "{o}"
+    );
+    assert!(!s.dir().exists());
+}
