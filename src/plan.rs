@@ -477,4 +477,47 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn unhealthy_is_restarted_starting_is_waited_for_and_drift_recreates() {
+        let mut db = container("db", "db:1", "h-db", RunState::Running);
+        db.health = Some(Health::Unhealthy);
+        let mut app = container("app", "app:1", "h-app", RunState::Running);
+        app.health = Some(Health::Starting);
+        let mut web = container("web", "web:1", "h-web", RunState::Running);
+        web.networks.clear();
+        web.restart = "always".into();
+        let p = plan(
+            &project(),
+            &hashes(),
+            &[db, app, web],
+            &["demo_default".into()],
+        );
+        assert!(!p.is_noop());
+        insta::assert_snapshot!(p.to_string(), @r"
+        plan for `demo`:
+          db       restart (unhealthy; recreate if still unhealthy at half its deadline)
+          web      recreate (changed outside cdq: not on the network `demo_default` (on none); restart policy is `always`, not `no`)
+          app      wait (running, healthcheck not passed yet), after db
+        ");
+    }
+
+    #[test]
+    fn drift_names_mounts_and_environment_without_values() {
+        let pr = project();
+        let mut spec = pr.services["web"].clone();
+        spec.environment.insert("PASSWORD".into(), "s3cret".into());
+        let mut c = container("web", "web:1", "h", RunState::Running);
+        c.env = vec!["PASSWORD=old".into()];
+        c.binds = vec!["/x:/y".into()];
+        let d = drift(&pr, &spec, &c);
+        assert_eq!(
+            d,
+            ["mount `/x:/y` was added", "environment `PASSWORD` differs"]
+        );
+        assert!(!d.join(" ").contains("s3cret") && !d.join(" ").contains("old"));
+        c.env = vec!["PASSWORD=s3cret".into(), "PATH=/bin".into()];
+        c.binds.clear();
+        assert!(drift(&pr, &spec, &c).is_empty());
+    }
 }
