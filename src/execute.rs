@@ -426,11 +426,12 @@ async fn run_service<E: Engine>(
         start(sh, name, spec, &mut id, &hash).await?;
     }
     let deadline = sh.opts.deadline(spec);
-    if !matches!(action, Action::Restart { .. }) {
+    if !matches!(action, Action::Restart { .. } | Action::Start { .. }) {
         return wait_ready(sh, name, spec, &id, events, deadline).await;
     }
-    // An unhealthy service gets half its deadline after a restart; if that does not heal
-    // it, a new container (from the same rendered spec) gets the other half.
+    // An unhealthy or stopped service gets half its deadline after a (re)start; if that
+    // does not make it healthy, a new container (from the same rendered spec) gets the
+    // other half.
     let half = deadline / 2;
     match wait_ready(sh, name, spec, &id, events, half).await {
         Err(Step::Failed(f))

@@ -14,7 +14,8 @@ pub enum Action {
     Create,
     /// A container exists but must be replaced; the reason says why.
     Recreate { id: String, reason: String },
-    /// The container is current but not running.
+    /// The container is current but not running: started, and recreated if that does not
+    /// make it healthy within half its deadline.
     Start { id: String },
     /// The container is current and running: only its health is awaited.
     Keep { id: String },
@@ -322,11 +323,13 @@ impl fmt::Display for Plan {
             let what = match &s.action {
                 Action::Create => "create and start".to_string(),
                 Action::Recreate { reason, .. } => format!("recreate ({reason})"),
-                Action::Start { .. } => "start (stopped)".to_string(),
+                Action::Start { .. } => {
+                    "start (stopped; replaced if not healthy at half its deadline)".to_string()
+                }
                 Action::Keep { .. } => "keep (current)".to_string(),
                 Action::Wait { .. } => "wait (running, healthcheck not passed yet)".to_string(),
                 Action::Restart { .. } => {
-                    "restart (unhealthy; recreate if still unhealthy at half its deadline)"
+                    "restart (unhealthy; replaced if still unhealthy at half its deadline)"
                         .to_string()
                 }
             };
@@ -443,7 +446,7 @@ mod tests {
           orphan   remove `demo-gone-1` (service `gone` is no longer in the project)
           db       recreate (its rendered config changed)
           web      recreate (image changed from `web:0` to `web:1`)
-          app      start (stopped), after db
+          app      start (stopped; replaced if not healthy at half its deadline), after db
         ");
     }
 
@@ -496,7 +499,7 @@ mod tests {
         assert!(!p.is_noop());
         insta::assert_snapshot!(p.to_string(), @r"
         plan for `demo`:
-          db       restart (unhealthy; recreate if still unhealthy at half its deadline)
+          db       restart (unhealthy; replaced if still unhealthy at half its deadline)
           web      recreate (changed outside cdq: not on the network `demo_default` (on none); restart policy is `always`, not `no`)
           app      wait (running, healthcheck not passed yet), after db
         ");
