@@ -21,6 +21,12 @@ pub enum Kind {
     Locked,
     /// Ctrl-C.
     Interrupted,
+    /// A name cdq would act on belongs to someone else: another deploy directory's stack,
+    /// or a network or container cdq did not make.
+    Owned,
+    /// Ended by a signal (SIGINT, SIGTERM, SIGHUP): exits 128 + its number, as a shell
+    /// reports a process the signal killed.
+    Signal(i32),
 }
 
 impl Kind {
@@ -32,6 +38,8 @@ impl Kind {
             Kind::Unhealthy => 4,
             Kind::Locked => 5,
             Kind::Interrupted => 130,
+            Kind::Owned => 6,
+            Kind::Signal(n) => 128 + n,
         }
     }
 }

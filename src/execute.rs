@@ -29,6 +29,8 @@ pub enum Phase {
         on: Vec<String>,
     },
     Removing,
+    /// An unhealthy container is being restarted.
+    Restarting,
     Creating,
     Starting,
     /// Started; health checks have not passed yet.
@@ -209,6 +211,12 @@ pub async fn execute<E: Engine>(
             .await?;
         engine.remove_container(&r.id).await?;
     }
+    for d in &plan.duplicate_networks {
+        for c in &d.containers {
+            engine.force_disconnect(&d.id, c).await?;
+        }
+        engine.remove_network(&d.id).await?;
+    }
     if plan.create_network {
         engine
             .ensure_network(&plan.network, &network_labels(&project.name))
@@ -356,6 +364,15 @@ async fn run_service<E: Engine>(
             }
             (id.clone(), true)
         }
+        Action::Wait { id } => (id.clone(), true),
+        Action::Restart { id } => {
+            // Stopped now, started again below once its dependencies are healthy, like any
+            // stopped service.
+            sh.progress.phase(name, &Phase::Restarting);
+            let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
+            sh.engine.stop_container(id, grace).await?;
+            (id.clone(), false)
+        }
         Action::Start { id } => (id.clone(), false),
         Action::Create => (create(sh, name, spec, &hash).await?, false),
         Action::Recreate { id, .. } => {
@@ -409,7 +426,29 @@ async fn run_service<E: Engine>(
     if !keep {
         start(sh, name, spec, &mut id, &hash).await?;
     }
-    wait_ready(sh, name, spec, &id, events).await
+    let deadline = sh.opts.deadline(spec);
+    if !matches!(action, Action::Restart { .. } | Action::Start { .. }) {
+        return wait_ready(sh, name, spec, &id, events, deadline).await;
+    }
+    // An unhealthy or stopped service gets half its deadline after a (re)start; if that
+    // does not make it healthy, a new container (from the same rendered spec) gets the
+    // other half.
+    let half = deadline / 2;
+    match wait_ready(sh, name, spec, &id, events, half).await {
+        Err(Step::Failed(f))
+            if matches!(f.reason, Reason::Timeout { .. } | Reason::Exited { .. }) =>
+        {
+            sh.progress.phase(name, &Phase::Removing);
+            let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
+            sh.engine.stop_container(&id, grace).await?;
+            sh.engine.remove_container(&id).await?;
+            let mut id = create(sh, name, spec, &hash).await?;
+            let events = sh.events.subscribe();
+            start(sh, name, spec, &mut id, &hash).await?;
+            wait_ready(sh, name, spec, &id, events, deadline - half).await
+        }
+        other => other,
+    }
 }
 
 async fn create<E: Engine>(
@@ -690,9 +729,10 @@ async fn wait_ready<E: Engine>(
     spec: &ServiceSpec,
     id: &str,
     mut events: broadcast::Receiver<engine::Event>,
+    limit: Duration,
 ) -> Result<Option<Ready>, Step> {
     let started = Instant::now();
-    let deadline = started + sh.opts.deadline(spec);
+    let deadline = started + limit;
     let has_check = spec.healthcheck.as_ref().is_some_and(|h| !h.is_disabled());
     let mut cancel = sh.cancel.clone();
     let mut oom = false;

@@ -58,7 +58,19 @@ pub fn run() -> i32 {
         }
     };
     match commands::dispatch(cli) {
-        Ok(code) => code,
+        Ok(code) => match ui::output_error() {
+            None => code,
+            Some(why) => {
+                let e = anyhow::Error::new(
+                    error::CdqError::failure(format!(
+                        "cannot write the output to standard output: {why}"
+                    ))
+                    .hint("free space where the output goes (or send it elsewhere), then run this again"),
+                );
+                ui::error(&e);
+                error::exit_code(&e)
+            }
+        },
         Err(e) => {
             ui::error(&e);
             error::exit_code(&e)

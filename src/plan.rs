@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::engine::{Container, RunState};
-use crate::project::Project;
+use crate::engine::{Container, Health, RunState};
+use crate::project::{Project, ServiceSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -14,10 +14,17 @@ pub enum Action {
     Create,
     /// A container exists but must be replaced; the reason says why.
     Recreate { id: String, reason: String },
-    /// The container is current but not running.
+    /// The container is current but not running: started, and recreated if that does not
+    /// make it healthy within half its deadline.
     Start { id: String },
     /// The container is current and running: only its health is awaited.
     Keep { id: String },
+    /// The container is current and running but its healthcheck has not passed yet:
+    /// `up` waits for it (within its deadline).
+    Wait { id: String },
+    /// The container is current and running but unhealthy: `up` restarts it, and recreates
+    /// it if a restart does not make it healthy within half its deadline.
+    Restart { id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,11 +42,20 @@ pub struct Removal {
     pub reason: String,
 }
 
+/// A second network of the stack's name (two creates raced): removed before anything joins
+/// the network, its containers taken off it first (their services are recreated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateNetwork {
+    pub id: String,
+    pub containers: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub project: String,
     pub network: String,
     pub create_network: bool,
+    pub duplicate_networks: Vec<DuplicateNetwork>,
     /// In dependency order.
     pub steps: Vec<Step>,
     pub removals: Vec<Removal>,
@@ -49,6 +65,7 @@ impl Plan {
     /// True when executing it changes nothing on the engine.
     pub fn is_noop(&self) -> bool {
         !self.create_network
+            && self.duplicate_networks.is_empty()
             && self.removals.is_empty()
             && self
                 .steps
@@ -110,6 +127,8 @@ pub fn plan(
                     })
                 } else if c.name != wanted_name {
                     Some(format!("it is named `{}`, not `{wanted_name}`", c.name))
+                } else if let Some(d) = drift_text(project, spec, c) {
+                    Some(format!("changed outside cdq: {d}"))
                 } else if matches!(
                     c.state,
                     RunState::Paused | RunState::Dead | RunState::Removing
@@ -123,6 +142,12 @@ pub fn plan(
                         id: c.id.clone(),
                         reason,
                     },
+                    None if c.state == RunState::Running && c.health == Some(Health::Unhealthy) => {
+                        Action::Restart { id: c.id.clone() }
+                    }
+                    None if c.state == RunState::Running && c.health == Some(Health::Starting) => {
+                        Action::Wait { id: c.id.clone() }
+                    }
                     None if matches!(c.state, RunState::Running | RunState::Restarting) => {
                         Action::Keep { id: c.id.clone() }
                     }
@@ -146,9 +171,93 @@ pub fn plan(
     Plan {
         project: project.name.clone(),
         create_network: !networks.contains(&network),
+        duplicate_networks: Vec::new(),
         network,
         steps,
         removals,
+    }
+}
+
+/// How a container differs from its service as rendered in what cdq sets and someone can
+/// change outside it (`docker network disconnect`, `docker update --restart`, a container
+/// recreated by hand with cdq's labels): one phrase per difference, empty when it runs as
+/// rendered. Values of environment variables are never shown (they may be passwords).
+pub fn drift(project: &Project, spec: &ServiceSpec, c: &Container) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.image != spec.image {
+        out.push(format!("image is `{}`, not `{}`", c.image, spec.image));
+    }
+    let network = project.network();
+    if !c.networks.contains(&network) {
+        out.push(if c.networks.is_empty() {
+            format!("not on the network `{network}` (on none)")
+        } else {
+            format!(
+                "not on the network `{network}` (on {})",
+                c.networks
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    }
+    let want = normal_restart(spec.restart.as_deref().unwrap_or("no"));
+    if normal_restart(&c.restart) != want {
+        out.push(format!(
+            "restart policy is `{}`, not `{want}`",
+            normal_restart(&c.restart)
+        ));
+    }
+    let binds: Vec<String> = spec
+        .binds
+        .iter()
+        .map(|b| {
+            let ro = if b.read_only { ":ro" } else { "" };
+            format!("{}:{}{ro}", b.source.display(), b.target)
+        })
+        .collect();
+    for b in &binds {
+        if !c.binds.contains(b) {
+            out.push(format!("mount `{b}` is missing"));
+        }
+    }
+    for b in &c.binds {
+        if !binds.contains(b) {
+            out.push(format!("mount `{b}` was added"));
+        }
+    }
+    let mut changed: Vec<&str> = spec
+        .environment
+        .iter()
+        .filter(|(k, v)| !c.env.iter().any(|e| *e == format!("{k}={v}")))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    changed.sort();
+    if !changed.is_empty() {
+        out.push(format!(
+            "environment {} differs",
+            changed
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+fn drift_text(project: &Project, spec: &ServiceSpec, c: &Container) -> Option<String> {
+    let d = drift(project, spec, c);
+    (!d.is_empty()).then(|| d.join("; "))
+}
+
+/// `on-failure:0` is `on-failure`; an empty name is Docker's default, `no`.
+fn normal_restart(s: &str) -> String {
+    match s.trim() {
+        "" => "no".into(),
+        "on-failure:0" => "on-failure".into(),
+        other => other.into(),
     }
 }
 
@@ -189,6 +298,20 @@ impl fmt::Display for Plan {
                 "network", self.network
             )?;
         }
+        for d in &self.duplicate_networks {
+            let short: String = d.id.chars().take(12).collect();
+            writeln!(
+                f,
+                "  {:width$}  remove duplicate network `{}` (id {short}, left by two runs racing{})",
+                "network",
+                self.network,
+                if d.containers.is_empty() {
+                    String::new()
+                } else {
+                    format!("; detach {}", d.containers.join(", "))
+                }
+            )?;
+        }
         for r in &self.removals {
             writeln!(
                 f,
@@ -200,8 +323,15 @@ impl fmt::Display for Plan {
             let what = match &s.action {
                 Action::Create => "create and start".to_string(),
                 Action::Recreate { reason, .. } => format!("recreate ({reason})"),
-                Action::Start { .. } => "start (stopped)".to_string(),
+                Action::Start { .. } => {
+                    "start (stopped; replaced if not healthy at half its deadline)".to_string()
+                }
                 Action::Keep { .. } => "keep (current)".to_string(),
+                Action::Wait { .. } => "wait (running, healthcheck not passed yet)".to_string(),
+                Action::Restart { .. } => {
+                    "restart (unhealthy; replaced if still unhealthy at half its deadline)"
+                        .to_string()
+                }
             };
             if s.after.is_empty() {
                 writeln!(f, "  {:width$}  {what}", s.service)?;
@@ -264,6 +394,10 @@ mod tests {
             oom_killed: false,
             started_at: None,
             ports: vec![],
+            networks: vec!["demo_default".into()],
+            restart: "no".into(),
+            binds: vec![],
+            env: vec![],
         }
     }
 
@@ -312,7 +446,7 @@ mod tests {
           orphan   remove `demo-gone-1` (service `gone` is no longer in the project)
           db       recreate (its rendered config changed)
           web      recreate (image changed from `web:0` to `web:1`)
-          app      start (stopped), after db
+          app      start (stopped; replaced if not healthy at half its deadline), after db
         ");
     }
 
@@ -345,5 +479,48 @@ mod tests {
                 id: "id-web".into()
             }
         );
+    }
+
+    #[test]
+    fn unhealthy_is_restarted_starting_is_waited_for_and_drift_recreates() {
+        let mut db = container("db", "db:1", "h-db", RunState::Running);
+        db.health = Some(Health::Unhealthy);
+        let mut app = container("app", "app:1", "h-app", RunState::Running);
+        app.health = Some(Health::Starting);
+        let mut web = container("web", "web:1", "h-web", RunState::Running);
+        web.networks.clear();
+        web.restart = "always".into();
+        let p = plan(
+            &project(),
+            &hashes(),
+            &[db, app, web],
+            &["demo_default".into()],
+        );
+        assert!(!p.is_noop());
+        insta::assert_snapshot!(p.to_string(), @r"
+        plan for `demo`:
+          db       restart (unhealthy; replaced if still unhealthy at half its deadline)
+          web      recreate (changed outside cdq: not on the network `demo_default` (on none); restart policy is `always`, not `no`)
+          app      wait (running, healthcheck not passed yet), after db
+        ");
+    }
+
+    #[test]
+    fn drift_names_mounts_and_environment_without_values() {
+        let pr = project();
+        let mut spec = pr.services["web"].clone();
+        spec.environment.insert("PASSWORD".into(), "s3cret".into());
+        let mut c = container("web", "web:1", "h", RunState::Running);
+        c.env = vec!["PASSWORD=old".into()];
+        c.binds = vec!["/x:/y".into()];
+        let d = drift(&pr, &spec, &c);
+        assert_eq!(
+            d,
+            ["mount `/x:/y` was added", "environment `PASSWORD` differs"]
+        );
+        assert!(!d.join(" ").contains("s3cret") && !d.join(" ").contains("old"));
+        c.env = vec!["PASSWORD=s3cret".into(), "PATH=/bin".into()];
+        c.binds.clear();
+        assert!(drift(&pr, &spec, &c).is_empty());
     }
 }

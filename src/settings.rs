@@ -312,6 +312,9 @@ pub struct FileSettings {
     deadlines: Option<PerService<Span>>,
     seccomp: Option<Seccomp>,
     selinux_relabel: Option<Relabel>,
+    /// The text it was parsed from, so a value refused later is reported at its line.
+    #[serde(skip)]
+    text: String,
 }
 
 /// Values from flags and `CDQ_*` variables (clap merges the two); they beat the file.
@@ -399,7 +402,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSettings, CdqError> {
     if text.trim().is_empty() {
         return Ok(FileSettings::default());
     }
-    yaml::from_str::<FileSettings>(text).map_err(|e| {
+    let mut f = yaml::from_str::<FileSettings>(text).map_err(|e| {
         // serde_yaml places errors raised by our own value parsers at the document start;
         // find the line that holds the offending value instead.
         let line = match (e.line, first_quoted(&e.message)) {
@@ -419,7 +422,48 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSettings, CdqError> {
                 path.display()
             )),
         }
-    })
+    })?;
+    f.text = text.to_string();
+    Ok(f)
+}
+
+/// The 1-based line of a dotted key (`ports.server`) in YAML block text: each segment must
+/// be found indented below the one before it.
+pub fn key_line(text: &str, dotted: &str) -> Option<usize> {
+    let segs: Vec<&str> = dotted.split('.').collect();
+    let mut want = 0;
+    let mut parent_indent: Option<usize> = None;
+    for (i, l) in text.lines().enumerate() {
+        let body = l.trim_start();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = l.len() - body.len();
+        if let Some(p) = parent_indent
+            && indent <= p
+        {
+            // Left the parent's block before finding the child.
+            return None;
+        }
+        let key = body
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
+        if key == segs[want] && body.contains(':') {
+            want += 1;
+            if want == segs.len() {
+                return Some(i + 1);
+            }
+            parent_indent = Some(indent);
+            // A flow mapping on the same line (`ports: { server: 1 }`): the child is here.
+            if body.contains('{') && body.contains(&format!("{}:", segs[want])) {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
 }
 
 pub(crate) fn first_quoted(msg: &str) -> Option<&str> {
@@ -537,10 +581,51 @@ fn resolve(
     deploy_dir: PathBuf,
     config_path: PathBuf,
     config_found: bool,
-    f: FileSettings,
+    mut f: FileSettings,
     o: &Overrides,
 ) -> anyhow::Result<Settings> {
-    let in_file = |key: &str| format!("`{}`: `{key}`", config_path.display());
+    let text = std::mem::take(&mut f.text);
+    let in_file = |key: &str| match key_line(&text, key) {
+        Some(l) => format!("`{}` line {l}: `{key}`", config_path.display()),
+        None => format!("`{}`: `{key}`", config_path.display()),
+    };
+    // Paths become bind mounts (`SOURCE:TARGET`) and lines of the rendered compose file,
+    // where `$` interpolates: refuse what Docker cannot mount or compose would rewrite.
+    let mountable = |what: String, p: &Path| -> Result<(), CdqError> {
+        let t = p.to_string_lossy();
+        let bad = if t.trim().is_empty() {
+            Some("is empty".to_string())
+        } else {
+            t.chars()
+                .find(|c| matches!(c, ':' | ',' | '$' | '\n' | '\r' | '"'))
+                .map(|c| {
+                    format!(
+                        "`{t}` holds `{}`, which a Docker bind mount or the compose file cannot carry",
+                        c.escape_default()
+                    )
+                })
+        };
+        match bad {
+            None => Ok(()),
+            Some(b) => Err(CdqError::usage(format!("{what}: {b}"))
+                .hint("choose a path of letters, digits, `/`, `.`, `-` and `_`")),
+        }
+    };
+    if let Some(d) = &o.dir {
+        mountable("`--dir` (or `CDQ_DIR`)".into(), d)?;
+    }
+    match (&o.data_dir, &f.data_dir) {
+        (Some(d), _) => mountable("`--data-dir` (or `CDQ_DATA_DIR`)".into(), d)?,
+        (None, Some(d)) => mountable(in_file("data_dir"), d)?,
+        (None, None) => {}
+    }
+    // Checked even when `-p` overrides it: a bad value in the file is refused wherever.
+    if let Some(p) = &f.project {
+        validate_project(p).map_err(|e| CdqError {
+            message: format!("{}: {}", in_file("project"), e.message),
+            ..e
+        })?;
+    }
 
     let project = o
         .project
@@ -579,6 +664,14 @@ fn resolve(
 
     let services = match f.services {
         None => Service::ALL.into_iter().collect::<BTreeSet<_>>(),
+        Some(list) if list.is_empty() => {
+            return Err(CdqError::usage(format!(
+                "{}: the list is empty, so there is nothing to run",
+                in_file("services")
+            ))
+            .hint("list the services to run, or remove `services` to run all nine")
+            .into());
+        }
         Some(list) => {
             let names: Vec<&str> = Service::ALL.iter().map(|s| s.name()).collect();
             let mut set = BTreeSet::new();
@@ -596,7 +689,14 @@ fn resolve(
                         None => e.hint(format!("services: {}", names.join(", "))),
                     }
                 })?;
-                set.insert(s);
+                if !set.insert(s) {
+                    return Err(CdqError::usage(format!(
+                        "{}: `{name}` is listed twice",
+                        in_file("services")
+                    ))
+                    .hint("list each service once")
+                    .into());
+                }
             }
             set
         }
@@ -616,7 +716,14 @@ fn resolve(
 
     let tags = f.versions.unwrap_or_default().into_map();
     for (s, v) in &tags {
-        if v.is_empty() || v.contains(['/', ':', ' ', '@']) {
+        // Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+        let tag_ok = v.len() <= 128
+            && v.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !tag_ok {
             return Err(CdqError::usage(format!(
                 "{}: `{v}` is not an image tag",
                 in_file(&format!("versions.{s}"))
@@ -696,7 +803,7 @@ fn resolve(
         heap_mb.insert(s, mb);
     }
 
-    let deadlines = f
+    let deadlines: BTreeMap<Service, Duration> = f
         .deadlines
         .unwrap_or_default()
         .into_map()
@@ -708,7 +815,12 @@ fn resolve(
     let arch = o.arch.or(f.arch.and_then(Auto::value));
 
     if let Some(tz) = &f.timezone
-        && (tz.is_empty() || tz.contains(char::is_whitespace) || tz.starts_with('/'))
+        && (tz.is_empty()
+            || tz.starts_with('/')
+            // IANA names and `UTC+8`-style offsets; `$` would interpolate in the compose file.
+            || !tz
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '+')))
     {
         return Err(CdqError::usage(format!(
             "{}: `{tz}` is not a timezone name",

@@ -31,13 +31,13 @@ impl Ui {
         eprintln!("warning: {}", msg.as_ref());
     }
 
-    /// Data, on stdout.
+    /// Data, on stdout. A failed write (a full disk, `/dev/full`, a closed pipe) is kept
+    /// and ends the command with exit 1 ([`output_error`]); the command itself goes on, so
+    /// what it was doing ends in a known state.
     pub fn out(&self, text: impl AsRef<str>) {
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(text.as_ref().as_bytes());
-        if !text.as_ref().ends_with('\n') {
-            let _ = o.write_all(b"\n");
-        }
+        let text = text.as_ref();
+        let nl = if text.ends_with('\n') { "" } else { "\n" };
+        write_stdout(&format!("{text}{nl}"));
     }
 
     pub fn select_ip(&self, cands: &[(String, Ipv4Addr)]) -> anyhow::Result<usize> {
@@ -86,6 +86,24 @@ impl Ui {
     }
 }
 
+static OUTPUT_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Writes and flushes, so an error shows now rather than being lost at exit.
+fn write_stdout(text: &str) {
+    if OUTPUT_ERROR.get().is_some() {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
+        let _ = OUTPUT_ERROR.set(e.to_string());
+    }
+}
+
+/// The first error writing to stdout, if one happened.
+pub fn output_error() -> Option<&'static str> {
+    OUTPUT_ERROR.get().map(String::as_str)
+}
+
 /// Prints an error chain once, the way `error::format` lays it out.
 pub fn error(err: &anyhow::Error) {
     eprintln!("{}", crate::error::format(err));
@@ -116,6 +134,7 @@ fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Waiting { on } => format!("waiting for {}", on.join(", ")),
         Phase::Removing => "removing the old container".into(),
+        Phase::Restarting => "restarting (it was unhealthy)".into(),
         Phase::Creating => "creating".into(),
         Phase::Starting => "starting".into(),
         Phase::Checking => "started, waiting for healthy".into(),
@@ -251,6 +270,7 @@ impl Progress for JsonProgress {
         let (kind, detail) = match &masked(phase, &self.scrubber) {
             Phase::Waiting { on } => ("waiting", serde_json::json!({ "on": on })),
             Phase::Removing => ("removing", serde_json::json!({})),
+            Phase::Restarting => ("restarting", serde_json::json!({})),
             Phase::Creating => ("creating", serde_json::json!({})),
             Phase::Starting => ("starting", serde_json::json!({})),
             Phase::Checking => ("checking", serde_json::json!({})),
@@ -269,7 +289,7 @@ impl Progress for JsonProgress {
             "phase": kind,
             "detail": detail,
         });
-        println!("{line}");
+        write_stdout(&format!("{line}\n"));
     }
 }
 

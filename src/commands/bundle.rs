@@ -35,8 +35,20 @@ pub fn run(settings: Settings, ui: &Ui, action: BundleAction) -> anyhow::Result<
         BundleAction::Load { file, arch } => {
             let want = want(arch.map(super::arch_of), "was given")?;
             let report = rt.block_on(async {
-                let engine = super::connect().await?;
-                bundle::load(&engine, &file, &want, false, ui).await
+                let sig = super::signals::Signals::install()?;
+                let engine = sig
+                    .guard(
+                        "connecting to the Docker daemon",
+                        "nothing was loaded; run `cdq bundle load` again",
+                        super::connect(),
+                    )
+                    .await?;
+                sig.guard(
+                    "loading the bundle",
+                    "images loaded before the interruption stay (Docker keeps only whole images); run `cdq bundle load` again to load the rest",
+                    bundle::load(&engine, &file, &want, false, ui),
+                )
+                .await
             })?;
             for l in describe_load(&report, false) {
                 ui.info(l);

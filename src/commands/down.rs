@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::context::Context;
+use crate::engine::Engine as _;
 use crate::error::CdqError;
 use crate::kit;
 use crate::ops::down::{self, NetworkRemoval, Removed};
+use crate::ops::owner;
 use crate::ui::Ui;
+
+use super::signals::Signals;
 
 pub fn run(
     ctx: Context,
@@ -40,11 +44,29 @@ pub fn run(
             return Err(CdqError::usage("purge not confirmed: nothing was deleted").into());
         }
     }
-    let _lock = crate::lock::acquire(&s.deploy_dir)?;
     let project = kit::on_disk(&ctx, compose.as_deref())?;
     let name = kit::project_name(&ctx, project.as_ref());
-    super::runtime()?.block_on(async {
-        let engine = super::connect().await?;
+    let _project_lock = crate::lock::acquire_project(&name, &s.deploy_dir)?;
+    let _lock = crate::lock::acquire(&s.deploy_dir)?;
+    let rt = super::runtime()?;
+    let _sig = rt.block_on(async {
+        let sig = Signals::install()?;
+        let engine = sig
+            .guard(
+                "connecting to the Docker daemon",
+                "nothing was removed; run `cdq down` again",
+                super::connect(),
+            )
+            .await?;
+        let dir = project
+            .as_ref()
+            .map_or(s.deploy_dir.clone(), |p| p.dir.clone());
+        let listed = engine
+            .list_containers(&name)
+            .await
+            .map_err(crate::engine::explain)?;
+        owner::check_owner(&name, &dir, &listed)?;
+        const LEFT: &str = "what was removed stays removed and the rest is as it was (data kept); run `cdq down` again to finish";
         let grace = Duration::from_secs(timeout);
         let mut say = |r: Removed| match r {
             Removed::Container(n) => ui.info(format!("removed {n}")),
@@ -56,9 +78,29 @@ pub fn run(
                  (`sudo systemctl restart docker`) and run `cdq down` again"
             )),
         };
-        let ours =
-            down::remove_containers(&engine, &name, project.as_ref(), grace, &mut say).await?;
-        down::remove_networks(&engine, &name, &ours, &mut say)
+        let ours = sig
+            .guard(
+                "stopping and removing the stack's containers",
+                LEFT,
+                async {
+                    Ok(down::remove_containers(&engine, &name, project.as_ref(), grace, &mut say)
+                        .await?)
+                },
+            )
+            .await?;
+        // Duplicates of the network (two creates raced): all but one go by id, so the
+        // removal by name below is not ambiguous.
+        let (_, duplicates) = owner::keep_and_duplicates(
+            owner::ours_named(&engine, &name, &format!("{name}_default")).await?,
+        );
+        for d in duplicates {
+            engine
+                .remove_network(&d.id)
+                .await
+                .map_err(crate::engine::explain)?;
+        }
+        sig.guard("removing the stack's network", LEFT, async {
+            down::remove_networks(&engine, &name, &ours, &mut say)
             .await
             .map_err(|mut e| {
                 e.message.push_str(if purge {
@@ -68,6 +110,9 @@ pub fn run(
                 });
                 anyhow::Error::new(e)
             })
+        })
+        .await?;
+        anyhow::Ok(sig)
     })?;
     if purge {
         let purged = down::purge(s, &name)?;

@@ -32,6 +32,10 @@ pub fn run(
         let mut lines = std::pin::pin!(logs::lines(&engine, &name, &q, scrubber).await?);
         while let Some(line) = lines.next().await {
             ui.out(line?);
+            // Nowhere to write to: following on would run forever for nothing.
+            if crate::ui::output_error().is_some() {
+                break;
+            }
         }
         Ok(0)
     })

@@ -11,6 +11,7 @@ mod images;
 mod logs;
 mod preflight;
 mod render;
+mod signals;
 mod status;
 mod up;
 

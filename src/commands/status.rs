@@ -1,9 +1,9 @@
-//! `cdq status`: one row per service; exit 0 only when every service is up and healthy.
+//! `cdq status`: one row per service; exit 0 only when every service is up, healthy and as
+//! rendered (a container changed outside cdq is reported with what differs).
 
 use std::path::PathBuf;
 
 use crate::context::Context;
-use crate::engine::explain;
 use crate::error::Kind;
 use crate::kit;
 use crate::ops::status;
@@ -21,11 +21,12 @@ pub fn run(ctx: Context, ui: &Ui, json: bool, compose: Option<PathBuf>) -> anyho
             .map(|s| s.name().to_string())
             .collect(),
     };
+    let dir = project
+        .as_ref()
+        .map_or(ctx.settings.deploy_dir.clone(), |p| p.dir.clone());
     let rows = super::runtime()?.block_on(async {
         let engine = super::connect().await?;
-        status::observe(&engine, &name, &expected)
-            .await
-            .map_err(|e| anyhow::Error::new(explain(e)))
+        anyhow::Ok(status::observe(&engine, &name, &dir, project.as_ref(), &expected).await?)
     })?;
     let healthy = rows.iter().all(|r| r.ok);
     if json {

@@ -20,6 +20,8 @@ use crate::secrets::Scrubber;
 use crate::settings::Settings;
 use crate::ui::{self, Ui};
 
+use super::signals::{self, Signals};
+
 pub struct Args {
     pub ip: Option<IpAddr>,
     /// `--arch` (or `CDQ_ARCH`) was given, rather than read from the settings.
@@ -49,9 +51,23 @@ pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
 async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     let t0 = Instant::now();
     let s = &ctx.settings;
-    let engine = Arc::new(super::connect().await?);
+    let sig = Signals::install()?;
+    const UNCHANGED: &str = "nothing was changed; run `cdq up` again";
+    let engine = Arc::new(
+        sig.guard(
+            "connecting to the Docker daemon",
+            UNCHANGED,
+            super::connect(),
+        )
+        .await?,
+    );
     if let Some(b) = &a.bundle {
-        super::bundle::load_for_up(ctx, ui, &*engine, b, a.explicit_arch, a.dry_run).await?;
+        sig.guard(
+            "loading the bundle",
+            "images loaded before the interruption stay, nothing else was changed; run `cdq up --bundle FILE` again to load the rest",
+            super::bundle::load_for_up(ctx, ui, &*engine, b, a.explicit_arch, a.dry_run),
+        )
+        .await?;
     }
 
     let rendered = match &a.compose {
@@ -66,7 +82,13 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     if a.skip_preflight {
         ui.warn("preflight skipped (--skip-preflight): problems on this host will show up as failed services");
     } else if let Some(r) = &rendered {
-        let findings = preflight::findings(ctx, Ok(&*engine), r, &preview).await?;
+        let findings = sig
+            .guard(
+                "checking the host (preflight)",
+                UNCHANGED,
+                preflight::findings(ctx, Ok(&*engine), r, &preview),
+            )
+            .await?;
         if preflight::failed(&findings, false) {
             ui.out(preflight::report::table(&findings));
             return Err(preflight::stopped(&findings, false).into());
@@ -82,11 +104,19 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
                     .map(|f| (s.deploy_dir.join(&f.rel), f.contents.as_bytes().to_vec()))
             })
             .collect();
-        let observed = ops::observe(&*engine, &preview, &overlay).await?;
+        let observed = sig
+            .guard(
+                "planning",
+                UNCHANGED,
+                ops::observe(&*engine, &preview, &overlay),
+            )
+            .await?;
         ui.out(observed.plan.to_string());
         return Ok(0);
     }
 
+    // Host-wide first: two directories using one project name must not race either.
+    let _project_lock = crate::lock::acquire_project(&preview.name, &s.deploy_dir)?;
     let _lock = crate::lock::acquire(&s.deploy_dir)?;
     let project = match &a.compose {
         Some(f) => project::load(&kit::absolute(f), &s.project)?,
@@ -100,7 +130,19 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     for (dir, to) in ops::adopt(&project, &ctx.adopt)? {
         ui.warn(format!("adopted `{}`: {to}", dir.display()));
     }
-    let observed = ops::observe(&*engine, &project, &Overlay::new()).await?;
+    sig.check(
+        "writing the deploy kit",
+        "the kit is written (each file whole); no container was changed; run `cdq up` again",
+    )?;
+    let observed = sig
+        .guard(
+            "planning",
+            "the kit is written; no container was changed; run `cdq up` again",
+            ops::observe(&*engine, &project, &Overlay::new()),
+        )
+        .await?;
+    // The same text `--dry-run` prints: what it says is what runs.
+    ui.info(observed.plan.to_string().trim_end());
     if observed.is_current() {
         ui.info(format!(
             "nothing to change: {} services up to date ({:.2}s)",
@@ -109,20 +151,7 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
         ));
         return Ok(0);
     }
-    if !observed.plan.is_noop() {
-        ui.info(observed.plan.to_string().trim_end());
-    }
 
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = cancel_tx.send(true);
-            eprintln!("\ninterrupted: stopping the wait (press Ctrl-C again to quit at once)");
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(Kind::Interrupted.exit_code());
-            }
-        }
-    });
     let names = observed.services();
     let scrubber = Scrubber::for_deploy_dir(&s.deploy_dir)?;
     let progress = progress_sink(a.progress, &names, scrubber.clone());
@@ -132,11 +161,10 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
         &observed,
         ops::options(s, a.deadline),
         progress.clone(),
-        cancel_rx,
+        sig.cancel(),
     )
     .await;
     drop(progress);
-    signals.abort();
     let outcome = result?;
     if let Outcome::Failed(failures) = &outcome {
         for f in failures {
@@ -145,6 +173,10 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     }
     match ops::outcome_error(&outcome) {
         None => {
+            sig.check(
+                "finishing",
+                "every service is healthy; nothing is left to do",
+            )?;
             ui.info(format!(
                 "{} services healthy in {:.1}s",
                 names.len(),
@@ -152,7 +184,17 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
             ));
             Ok(0)
         }
-        Some(e) => Err(e.into()),
+        Some(mut e) => {
+            if let (Some(n), Kind::Interrupted) = (sig.received(), e.kind) {
+                e.kind = Kind::Signal(n);
+                e.message = e.message.replacen(
+                    "interrupted",
+                    &format!("interrupted by {}", signals::name(n)),
+                    1,
+                );
+            }
+            Err(e.into())
+        }
     }
 }
 

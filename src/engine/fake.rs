@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::{
     ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, Event, EventKind,
-    EventStream, Health, ImageInfo, LABEL_PROJECT, LABEL_SERVICE, LineStream, OneOff,
+    EventStream, Health, ImageInfo, LABEL_PROJECT, LABEL_SERVICE, LineStream, NetworkInfo, OneOff,
     PublishedPort, Result, RunState,
 };
 use crate::project::{Healthcheck, ServiceSpec};
@@ -882,6 +882,22 @@ impl Engine for FakeEngine {
             .collect())
     }
 
+    async fn networks_named(&self, name: &str) -> Result<Vec<NetworkInfo>> {
+        let st = self.enter(Op::ListNetworks, None)?;
+        Ok(st
+            .networks
+            .get(name)
+            .map(|(id, labels)| NetworkInfo {
+                id: id.clone(),
+                name: name.to_string(),
+                labels: labels.clone(),
+                containers: attached(&st, name),
+                created: String::new(),
+            })
+            .into_iter()
+            .collect())
+    }
+
     async fn remove_network(&self, name: &str) -> Result<()> {
         let mut st = self.enter(Op::RemoveNetwork, Some(format!("remove_network {name}")))?;
         if !st.networks.contains_key(name) {
@@ -913,6 +929,7 @@ impl Engine for FakeEngine {
             Some(fc) => {
                 if fc.created.network == network {
                     fc.detached = true;
+                    fc.c.networks.retain(|n| n != network);
                 }
             }
             None => {
@@ -984,6 +1001,23 @@ impl Engine for FakeEngine {
                     oom_killed: false,
                     started_at: None,
                     ports: Vec::new(),
+                    networks: vec![spec.network.clone()],
+                    restart: spec.service.restart.clone().unwrap_or_else(|| "no".into()),
+                    binds: spec
+                        .service
+                        .binds
+                        .iter()
+                        .map(|b| {
+                            let ro = if b.read_only { ":ro" } else { "" };
+                            format!("{}:{}{ro}", b.source.display(), b.target)
+                        })
+                        .collect(),
+                    env: spec
+                        .service
+                        .environment
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect(),
                 },
                 created: CreatedSpec {
                     service: spec.service.clone(),

@@ -45,6 +45,10 @@ pub enum EngineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The endpoint accepted the connection (or never completed it) but gave no answer in
+    /// time: a wedged daemon, or something else listening there.
+    #[error("the Docker daemon at `{socket}` did not answer within {}s", after.as_secs())]
+    NoAnswer { socket: String, after: Duration },
     #[error("permission denied on the Docker socket `{socket}`")]
     PermissionDenied { socket: String },
     #[error("Docker API {version} is older than the oldest cdq supports ({MIN_API_VERSION})")]
@@ -75,6 +79,10 @@ pub fn explain(e: EngineError) -> CdqError {
             "add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again), or run cdq with sudo",
         ),
         EngineError::TooOld { .. } => Some("upgrade Docker to 18.09 or newer"),
+        EngineError::NoAnswer { .. } => Some(
+            "check that `DOCKER_HOST` names a running Docker daemon (unset, cdq uses \
+             `/var/run/docker.sock`), and that the daemon is not hung (`sudo systemctl status docker`)",
+        ),
         _ => None,
     };
     let mut err = CdqError::failure(e.to_string());
@@ -145,6 +153,15 @@ pub struct Container {
     /// RFC 3339, as Docker reports it; None if never started.
     pub started_at: Option<String>,
     pub ports: Vec<PublishedPort>,
+    /// Names of the networks it is attached to.
+    pub networks: Vec<String>,
+    /// Its restart policy as compose spells it: `no`, `always`, `unless-stopped`,
+    /// `on-failure` or `on-failure:N`.
+    pub restart: String,
+    /// Its bind mounts as `SOURCE:TARGET[:ro]`.
+    pub binds: Vec<String>,
+    /// Its environment (`KEY=VALUE`), the image's included.
+    pub env: Vec<String>,
 }
 
 impl Container {
@@ -154,6 +171,19 @@ impl Container {
     pub fn config_hash(&self) -> Option<&str> {
         self.labels.get(LABEL_CONFIG_HASH).map(String::as_str)
     }
+}
+
+/// A network as `docker network inspect` shows it: what cdq needs to tell its own network
+/// from someone else's of the same name, and one of two left by a race from the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Names of the containers attached to it.
+    pub containers: Vec<String>,
+    /// RFC 3339, as Docker reports it.
+    pub created: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -233,7 +263,11 @@ pub trait Engine: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Names of networks labelled `io.cdq.project=<project>`.
     fn list_networks(&self, project: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
-    /// Removes the network; a missing one is fine. `NetworkInUse` while it has endpoints.
+    /// Every network named exactly `name`, whoever made it (Docker allows several of one
+    /// name when two creates race), oldest first.
+    fn networks_named(&self, name: &str) -> impl Future<Output = Result<Vec<NetworkInfo>>> + Send;
+    /// Removes the network (a name, or an id when several share a name); a missing one is
+    /// fine. `NetworkInUse` while it has endpoints.
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Names of the containers the daemon lists on the network (`docker network inspect`);
     /// empty when the network is missing. A stale endpoint is not listed.

@@ -5,5 +5,6 @@
 
 pub mod down;
 pub mod logs;
+pub mod owner;
 pub mod status;
 pub mod up;

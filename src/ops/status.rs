@@ -3,7 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::{Container, Engine, Health, RunState};
+use std::path::Path;
+
+use crate::engine::{Container, Engine, Health, RunState, explain};
+use crate::error::CdqError;
+use crate::ops::owner;
+use crate::plan;
+use crate::project::Project;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
@@ -13,6 +19,8 @@ pub struct Row {
     pub uptime_seconds: Option<u64>,
     pub ports: Vec<String>,
     pub image: String,
+    /// What differs from the rendered service (changed outside cdq); `cdq up` repairs it.
+    pub drift: Vec<String>,
     pub ok: bool,
 }
 
@@ -73,6 +81,7 @@ pub fn rows(expected: &[String], containers: &[Container], now: i64) -> Vec<Row>
                 uptime_seconds: None,
                 ports: vec![],
                 image: "-".into(),
+                drift: vec![],
                 ok: false,
             },
             Some(c) => {
@@ -111,6 +120,7 @@ pub fn rows(expected: &[String], containers: &[Container], now: i64) -> Vec<Row>
                         })
                         .collect(),
                     image: c.image.clone(),
+                    drift: vec![],
                     ok: running && matches!(c.health, Some(Health::Healthy) | None),
                 }
             }
@@ -160,21 +170,55 @@ pub fn table(rows: &[Row]) -> String {
     for c in &cells {
         out.push_str(&line(&c.iter().map(String::as_str).collect::<Vec<_>>()));
     }
+    let drifted: Vec<&Row> = rows.iter().filter(|r| !r.drift.is_empty()).collect();
+    if !drifted.is_empty() {
+        out.push_str("\nchanged outside cdq (`cdq up` puts them back as rendered):\n");
+        for r in drifted {
+            out.push_str(&format!("  {}: {}\n", r.service, r.drift.join("; ")));
+        }
+    }
     out
 }
 
-/// Lists the project's containers and turns them into rows for `expected` services.
+/// Marks each row whose container differs from its rendered service ([`plan::drift`]).
+pub fn mark_drift(rows: &mut [Row], project: &Project, containers: &[Container]) {
+    for r in rows.iter_mut() {
+        let (Some(spec), Some(c)) = (
+            project.services.get(&r.service),
+            containers
+                .iter()
+                .find(|c| c.service() == Some(r.service.as_str())),
+        ) else {
+            continue;
+        };
+        r.drift = plan::drift(project, spec, c);
+        if !r.drift.is_empty() {
+            r.ok = false;
+        }
+    }
+}
+
+/// Lists the project's containers and turns them into rows for `expected` services, after
+/// checking that the project is this directory's (`dir`); with the project as rendered,
+/// each row also says what was changed outside cdq.
 pub async fn observe<E: Engine>(
     engine: &E,
-    project: &str,
+    name: &str,
+    dir: &Path,
+    project: Option<&Project>,
     expected: &[String],
-) -> crate::engine::Result<Vec<Row>> {
-    let containers = engine.list_containers(project).await?;
+) -> Result<Vec<Row>, CdqError> {
+    let containers = engine.list_containers(name).await.map_err(explain)?;
+    owner::check_owner(name, dir, &containers)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    Ok(rows(expected, &containers, now))
+    let mut rows = rows(expected, &containers, now);
+    if let Some(p) = project {
+        mark_drift(&mut rows, p, &containers);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -9,10 +9,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::confighash::{self, Overlay};
-use crate::engine::{Container, Engine, Health, explain};
+use crate::engine::{Container, Engine, explain};
 use crate::error::{CdqError, Kind};
 use crate::execute::{self, Failure, Options, Outcome, Progress, Reason};
-use crate::plan::{self, Plan};
+use crate::ops::owner;
+use crate::plan::{self, Action, Plan};
 use crate::project::Project;
 use crate::services::Service;
 use crate::settings::Settings;
@@ -26,13 +27,10 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Nothing to create, recreate or start, and no container still starting or unhealthy.
+    /// Nothing to create, recreate, start, restart or wait for: the plan (what `--dry-run`
+    /// prints) is the whole truth.
     pub fn is_current(&self) -> bool {
         self.plan.is_noop()
-            && self
-                .containers
-                .iter()
-                .all(|c| !matches!(c.health, Some(Health::Starting | Health::Unhealthy)))
     }
 
     /// The services the plan touches, in plan order.
@@ -54,7 +52,42 @@ pub async fn observe<E: Engine>(
         engine.list_networks(&project.name)
     )
     .map_err(explain)?;
-    let plan = plan::plan(project, &hashes, &containers, &networks);
+    owner::check_owner(&project.name, &project.dir, &containers)?;
+    let network = project.network();
+    let (_, duplicates) =
+        owner::keep_and_duplicates(owner::networks(engine, &project.name, &network).await?);
+    let mut plan = plan::plan(project, &hashes, &containers, &networks);
+    // A container on a duplicate network is taken off it and made again on the one kept.
+    for d in &duplicates {
+        for step in &mut plan.steps {
+            let wanted = plan::container_name(&project.name, &step.service);
+            if let Action::Keep { id }
+            | Action::Wait { id }
+            | Action::Start { id }
+            | Action::Restart { id } = &step.action
+                && d.containers.contains(&wanted)
+            {
+                step.action = Action::Recreate {
+                    id: id.clone(),
+                    reason: format!("it is on a duplicate network `{network}`"),
+                };
+            }
+        }
+    }
+    plan.duplicate_networks = duplicates
+        .into_iter()
+        .map(|d| plan::DuplicateNetwork {
+            id: d.id,
+            containers: d.containers,
+        })
+        .collect();
+    let creating: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Create))
+        .map(|s| plan::container_name(&project.name, &s.service))
+        .collect();
+    owner::check_names(engine, &project.name, &creating).await?;
     Ok(Observed {
         plan,
         hashes,

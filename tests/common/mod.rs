@@ -203,8 +203,13 @@ impl Sandbox {
 
     /// `cdq ARGS` started in the background, its output collected as it arrives.
     pub fn spawn(&self, args: &[&str]) -> Running {
+        self.spawn_env(args, &[])
+    }
+
+    /// [`Sandbox::spawn`] with `extra_env` on top of the clean environment.
+    pub fn spawn_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Running {
         let mut child = self
-            .command(args)
+            .command_env(args, extra_env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

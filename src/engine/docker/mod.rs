@@ -25,13 +25,16 @@ use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
 
 use super::{
     ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, EventKind, EventStream,
-    ImageInfo, LineStream, MIN_API_VERSION, OneOff, Result, RunState,
+    ImageInfo, LineStream, MIN_API_VERSION, NetworkInfo, OneOff, Result, RunState,
 };
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// bollard's per-request timeout (seconds) for getting response headers; streams (events,
 /// follow_logs, wait) are not bounded by it once the headers arrived.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Connecting and the daemon's first answer (the version handshake): an endpoint that
+/// accepts and never answers must not hold `status` for the request timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Image save/load: bounded only so a wedged daemon cannot hang cdq forever.
 const TRANSFER_TIMEOUT_SECS: u64 = 3600;
 
@@ -63,8 +66,23 @@ impl Docker {
         Self::connect_to(&host).await
     }
 
-    /// Connects to the given host (`unix:///path` or `tcp://host:port`).
+    /// Connects to the given host (`unix:///path` or `tcp://host:port`): the connection and
+    /// the daemon's first answer within [`CONNECT_TIMEOUT`].
     pub async fn connect_to(host: &str) -> Result<Docker> {
+        let socket = host
+            .strip_prefix("unix://")
+            .map(str::to_string)
+            .unwrap_or_else(|| host.to_string());
+        match tokio::time::timeout(CONNECT_TIMEOUT, Self::handshake(host)).await {
+            Ok(r) => r,
+            Err(_) => Err(EngineError::NoAnswer {
+                socket,
+                after: CONNECT_TIMEOUT,
+            }),
+        }
+    }
+
+    async fn handshake(host: &str) -> Result<Docker> {
         let socket = host
             .strip_prefix("unix://")
             .map(str::to_string)
@@ -392,6 +410,58 @@ impl Engine for Docker {
         let mut names: Vec<String> = nets.into_iter().filter_map(|n| n.name).collect();
         names.sort();
         Ok(names)
+    }
+
+    async fn networks_named(&self, name: &str) -> Result<Vec<NetworkInfo>> {
+        // The daemon's name filter matches substrings: keep exact names only. The list does
+        // not carry the attached containers; an inspect by id does.
+        let opts = ListNetworksOptions {
+            filters: Some(std::collections::HashMap::from([(
+                "name".to_string(),
+                vec![name.to_string()],
+            )])),
+        };
+        let ids: Vec<String> = self
+            .client
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| self.map_err(e, ""))?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            match self
+                .client
+                .inspect_network(&id, None::<InspectNetworkOptions>)
+                .await
+            {
+                Ok(n) => {
+                    let mut containers: Vec<String> = n
+                        .containers
+                        .unwrap_or_default()
+                        .into_values()
+                        .filter_map(|ep| ep.name)
+                        .collect();
+                    containers.sort();
+                    out.push(NetworkInfo {
+                        id: n.id.unwrap_or(id),
+                        name: n.name.unwrap_or_default(),
+                        labels: n.labels.unwrap_or_default().into_iter().collect(),
+                        containers,
+                        created: n.created.map(|c| c.to_string()).unwrap_or_default(),
+                    });
+                }
+                // Removed between the list and the inspect.
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(self.map_err(e, name)),
+            }
+        }
+        out.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        Ok(out)
     }
 
     async fn remove_network(&self, name: &str) -> Result<()> {

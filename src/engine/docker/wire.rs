@@ -272,6 +272,18 @@ pub(super) fn container_from_inspect(r: ContainerInspectResponse) -> Container {
         .and_then(|r| r.output)
         .map(|o| o.trim().to_string());
     let config = r.config.unwrap_or_default();
+    let host = r.host_config.unwrap_or_default();
+    let restart = host
+        .restart_policy
+        .map(|p| restart_name(&p))
+        .unwrap_or_else(|| "no".to_string());
+    let mut networks: Vec<String> = r
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|n| n.keys().cloned().collect())
+        .unwrap_or_default();
+    networks.sort();
     Container {
         id: r.id.unwrap_or_default(),
         name: r
@@ -290,6 +302,23 @@ pub(super) fn container_from_inspect(r: ContainerInspectResponse) -> Container {
         oom_killed: state.oom_killed.unwrap_or(false),
         started_at: state.started_at.filter(|s| !s.is_empty() && s != ZERO_TIME),
         ports: published_ports(r.network_settings.and_then(|n| n.ports)),
+        networks,
+        restart,
+        binds: host.binds.unwrap_or_default(),
+        env: config.env.unwrap_or_default(),
+    }
+}
+
+/// A restart policy as compose spells it (the inverse of [`restart_policy`]).
+pub(super) fn restart_name(p: &RestartPolicy) -> String {
+    match p.name {
+        Some(RestartPolicyNameEnum::ALWAYS) => "always".into(),
+        Some(RestartPolicyNameEnum::UNLESS_STOPPED) => "unless-stopped".into(),
+        Some(RestartPolicyNameEnum::ON_FAILURE) => match p.maximum_retry_count {
+            Some(n) if n > 0 => format!("on-failure:{n}"),
+            _ => "on-failure".into(),
+        },
+        _ => "no".into(),
     }
 }
 
@@ -345,6 +374,16 @@ mod tests {
             Some(RestartPolicyNameEnum::NO)
         );
         assert!(restart_policy("sometimes").is_err());
+        // Inspect's policy reads back as compose spells it, so drift compares like with like.
+        for s in [
+            "no",
+            "always",
+            "unless-stopped",
+            "on-failure",
+            "on-failure:5",
+        ] {
+            assert_eq!(restart_name(&restart_policy(s).unwrap()), s);
+        }
         assert!(restart_policy("always:3").is_err());
     }
 
