@@ -209,14 +209,7 @@ pub fn drift(project: &Project, spec: &ServiceSpec, c: &Container) -> Vec<String
             normal_restart(&c.restart)
         ));
     }
-    let binds: Vec<String> = spec
-        .binds
-        .iter()
-        .map(|b| {
-            let ro = if b.read_only { ":ro" } else { "" };
-            format!("{}:{}{ro}", b.source.display(), b.target)
-        })
-        .collect();
+    let binds: Vec<String> = spec.binds.iter().map(|b| b.docker_form()).collect();
     for b in &binds {
         if !c.binds.contains(b) {
             out.push(format!("mount `{b}` is missing"));

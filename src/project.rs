@@ -33,6 +33,20 @@ pub struct Bind {
     pub relabel: Option<char>,
 }
 
+impl Bind {
+    /// `SOURCE:TARGET[:MODE]` as Docker takes it in `HostConfig.Binds` and reports it back
+    /// (so cdq's drift check compares like with like).
+    pub fn docker_form(&self) -> String {
+        let mode = match (self.read_only, self.relabel) {
+            (true, Some(z)) => format!(":ro,{z}"),
+            (true, None) => ":ro".to_string(),
+            (false, Some(z)) => format!(":{z}"),
+            (false, None) => String::new(),
+        };
+        format!("{}:{}{mode}", self.source.display(), self.target)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Port {
     pub host_ip: Option<String>,

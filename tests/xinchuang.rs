@@ -130,7 +130,7 @@ fn docker_19_03_fails_clone3_with_the_fix_naming_seccomp_unconfined() {
     );
     // Every image said glibc 2.36 when asked, so each is named, with its reference.
     for s in [
-        "`redis` (`redis:7.2.5`, glibc 2.36)",
+        "`redis` (`redis:7.2.11`, glibc 2.36)",
         "`kafka`",
         "`zookeeper`",
     ] {
@@ -162,7 +162,7 @@ fn seccomp_unconfined_is_what_makes_clone3_pass_on_docker_19_03() {
     assert_eq!(c.status, Status::Pass, "{c:#?}");
     assert_eq!(
         c.found,
-        "Docker 19.03.15 blocks clone3; seccomp=unconfined for redis, zookeeper, kafka, ucenter, server"
+        "Docker 19.03.15 blocks clone3; seccomp=unconfined for mysql, redis, zookeeper, kafka, ucenter, server"
     );
 }
 
@@ -200,7 +200,7 @@ fn limits_a_container_cannot_get_fail_nofile_with_the_engine_s_words() {
     let fake = FakeEngine::new();
     let why = "error setting rlimits for ready process: error setting rlimit type 7: operation not permitted";
     let list = preflight_on_fake_with("", &fake, "glibc 2.36\n", |f| {
-        f.set_oneoff_result_for("elasticsearch:7.17.22", "sh", 127, why)
+        f.set_oneoff_result_for("elasticsearch:8.19.14", "sh", 127, why)
     });
     let n = check(&list, "nofile");
     assert_eq!(n.status, Status::Fail, "{n:#?}");
@@ -280,7 +280,7 @@ fn seccomp_and_relabel_render_and_both_compose_implementations_read_them() {
     let unconfined = text
         .matches("security_opt: [\"seccomp=unconfined\"]")
         .count();
-    assert_eq!(unconfined, 5, "{text}");
+    assert_eq!(unconfined, 6, "{text}");
     assert!(text.contains("/etc/mysql/conf.d/cd.cnf:ro,z"), "{text}");
     assert!(text.contains("./data/redis:/data:z"), "{text}");
     let binds = text

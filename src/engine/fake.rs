@@ -1003,15 +1003,7 @@ impl Engine for FakeEngine {
                     ports: Vec::new(),
                     networks: vec![spec.network.clone()],
                     restart: spec.service.restart.clone().unwrap_or_else(|| "no".into()),
-                    binds: spec
-                        .service
-                        .binds
-                        .iter()
-                        .map(|b| {
-                            let ro = if b.read_only { ":ro" } else { "" };
-                            format!("{}:{}{ro}", b.source.display(), b.target)
-                        })
-                        .collect(),
+                    binds: spec.service.binds.iter().map(|b| b.docker_form()).collect(),
                     env: spec
                         .service
                         .environment

@@ -124,15 +124,7 @@ pub(super) fn create_body(spec: &CreateSpec<'_>) -> Result<ContainerCreateBody> 
     let binds = svc
         .binds
         .iter()
-        .map(|b| {
-            let mode = match (b.read_only, b.relabel) {
-                (true, Some(z)) => format!(":ro,{z}"),
-                (true, None) => ":ro".to_string(),
-                (false, Some(z)) => format!(":{z}"),
-                (false, None) => String::new(),
-            };
-            format!("{}:{}{mode}", b.source.display(), b.target)
-        })
+        .map(|b| b.docker_form())
         .collect::<Vec<_>>();
     let ulimits = svc
         .ulimits
