@@ -40,6 +40,19 @@ impl Ui {
         }
     }
 
+    /// A view that replaces the previous one (`status --watch`): redrawn in place on a
+    /// terminal, appended after a blank line otherwise (a log keeps every table).
+    pub fn redraw(&self, text: impl AsRef<str>) {
+        let mut o = std::io::stdout().lock();
+        if std::io::stdout().is_terminal() {
+            // Home, then clear to the end of the screen: no flicker of a full clear.
+            let _ = write!(o, "\x1b[H\x1b[J{}", text.as_ref());
+        } else {
+            let _ = write!(o, "{}\n", text.as_ref());
+        }
+        let _ = o.flush();
+    }
+
     pub fn select_ip(&self, cands: &[(String, Ipv4Addr)]) -> anyhow::Result<usize> {
         let items: Vec<String> = cands.iter().map(|(n, ip)| format!("{ip}  ({n})")).collect();
         let i = dialoguer::Select::new()

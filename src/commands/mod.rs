@@ -5,12 +5,17 @@
 //!
 //! Nothing below this module imports it; only `lib.rs` does.
 
+mod backup;
 mod bundle;
+mod completions;
+mod diagnose;
 mod down;
 mod images;
+mod logins;
 mod logs;
 mod preflight;
 mod render;
+mod restore;
 mod status;
 mod up;
 
@@ -29,6 +34,10 @@ use crate::ui::Ui;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    // Completions need no settings: a broken cdq.yaml must not stop a shell from loading them.
+    if let Command::Completions { shell } = &cli.command {
+        return completions::run(*shell);
+    }
     let target_arch = match &cli.command {
         Command::Up { target, .. }
         | Command::Render { target, .. }
@@ -65,6 +74,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             compose,
             deadline,
             bundle,
+            no_backup,
         } => up::run(
             settings,
             &ui,
@@ -77,6 +87,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 compose,
                 deadline,
                 bundle,
+                no_backup,
             },
         ),
         Command::Down {
@@ -84,8 +95,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             timeout,
             compose,
         } => down::run(Context::new(settings)?, &ui, purge, timeout, compose),
-        Command::Status { json, compose } => {
-            status::run(Context::new(settings)?, &ui, json, compose)
+        Command::Status {
+            json,
+            compose,
+            watch,
+            interval,
+        } => {
+            let watch = watch.then(|| std::time::Duration::from_secs(interval));
+            status::run(Context::new(settings)?, &ui, json, compose, watch)
         }
         Command::Logs {
             services,
@@ -99,6 +116,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             strict,
         } => preflight::run(settings, &ui, target.ip, json, strict),
         Command::Bundle { action } => bundle::run(settings, &ui, action),
+        Command::Diagnose { output } => diagnose::run(settings, &ui, output),
+        Command::Backup { output } => backup::run(Context::new(settings)?, &ui, output),
+        Command::Restore { file } => restore::run(Context::new(settings)?, &ui, &file, || {
+            settings::load(&cwd, &overrides)
+        }),
+        Command::Logins { name } => logins::run(Context::new(settings)?, &ui, name),
+        Command::Completions { .. } => unreachable!("handled before the settings are loaded"),
     }
 }
 

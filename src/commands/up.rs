@@ -32,6 +32,8 @@ pub struct Args {
     pub deadline: Option<Duration>,
     /// An offline bundle to load before anything else.
     pub bundle: Option<PathBuf>,
+    /// `--no-backup`: no backup of a stateful service before its image is replaced.
+    pub no_backup: bool,
 }
 
 pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
@@ -107,6 +109,10 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
         ui.info(observed.plan.to_string().trim_end());
     }
 
+    if !a.no_backup {
+        super::backup::before_upgrade(&*engine, ctx, ui, &project, &observed.plan).await?;
+    }
+
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -144,6 +150,9 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
                 names.len(),
                 t0.elapsed().as_secs_f64()
             ));
+            if a.compose.is_none() {
+                ui.info(super::logins::next_steps(ctx));
+            }
             Ok(0)
         }
         Some(e) => Err(e.into()),
