@@ -58,11 +58,33 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         templates: g.templates.clone(),
     };
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let settings = settings::load(&cwd, &overrides)?;
     let ui = Ui {
         verbose: g.verbose,
         yes: g.yes,
     };
+    // A restore may bring the settings file itself: one named with `--config` that is not
+    // there yet is where it goes, not an error.
+    if let Command::Restore { file } = &cli.command {
+        return restore::run(&ui, file, || {
+            let missing = overrides.config.as_ref().filter(|c| !c.exists());
+            match missing {
+                None => settings::load(&cwd, &overrides),
+                Some(c) => {
+                    let mut s = settings::load(
+                        &cwd,
+                        &Overrides {
+                            config: None,
+                            ..overrides.clone()
+                        },
+                    )?;
+                    s.config_path = settings::absolute(&cwd, c);
+                    s.config_found = false;
+                    Ok(s)
+                }
+            }
+        });
+    }
+    let settings = settings::load(&cwd, &overrides)?;
     match cli.command {
         Command::Render { target, json } => render::run(settings, &ui, target.ip, json),
         Command::Images { json, .. } => images::run(Context::new(settings)?, &ui, json),
@@ -118,9 +140,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Bundle { action } => bundle::run(settings, &ui, action),
         Command::Diagnose { output } => diagnose::run(settings, &ui, output),
         Command::Backup { output } => backup::run(Context::new(settings)?, &ui, output),
-        Command::Restore { file } => restore::run(Context::new(settings)?, &ui, &file, || {
-            settings::load(&cwd, &overrides)
-        }),
+        Command::Restore { .. } => unreachable!("handled before the settings are loaded"),
         Command::Logins { name } => logins::run(Context::new(settings)?, &ui, name),
         Command::Completions { .. } => unreachable!("handled before the settings are loaded"),
     }

@@ -17,11 +17,11 @@ use crate::settings::Settings;
 use crate::ui::Ui;
 
 pub fn run(
-    ctx: Context,
     ui: &Ui,
     file: &Path,
-    reload: impl Fn() -> anyhow::Result<Settings>,
+    load: impl Fn() -> anyhow::Result<Settings>,
 ) -> anyhow::Result<i32> {
+    let ctx = Context::new(load()?)?;
     let file = kit::absolute(file);
     let size = std::fs::metadata(&file)
         .map_err(|e| {
@@ -77,7 +77,7 @@ pub fn run(
         // Restore the settings file first, then read it, so the data lands where `up` looks.
         let written = restore::extract_settings(&file, &t.config_path)?;
         if written {
-            let ctx2 = Context::new(reload()?)?;
+            let ctx2 = Context::new(load()?)?;
             t = targets(&ctx2)?;
             let busy = restore::occupied(&manifest, &t);
             let busy: Vec<_> = busy.into_iter().filter(|p| *p != t.config_path).collect();

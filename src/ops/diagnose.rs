@@ -20,6 +20,8 @@ use crate::secrets::Scrubber;
 
 /// How many log lines of each container go in: enough to see a crash loop's restarts.
 pub const LOG_LINES: u64 = 300;
+/// How far back the daemon's events for the project go.
+pub const EVENTS_SINCE: Duration = Duration::from_secs(24 * 3600);
 
 /// The parts of an archive, by path inside it (sorted, so archives diff well).
 #[derive(Default)]
@@ -67,7 +69,12 @@ impl Parts {
                     if !rel.starts_with(".cdq") && !rel.ends_with(".tar.gz") {
                         stack.push(p);
                     }
-                } else if p.is_file() && size <= 1 << 20 && !rel.ends_with(".tar.gz") {
+                } else if p.is_file()
+                    && size <= 1 << 20
+                    && !rel.ends_with(".tar.gz")
+                    // A restored MySQL dump is the customer's data, not configuration.
+                    && !rel.ends_with(crate::ops::restore::MYSQL_INIT_NAME)
+                {
                     if let Ok(b) = std::fs::read(&p) {
                         self.0.insert(format!("rendered/{rel}"), b);
                     }
@@ -142,9 +149,19 @@ pub async fn engine_parts<E: Engine>(
             return Err(why);
         }
     };
-    match engine.info().await {
-        Ok(i) => parts.json("engine/info.json", &i),
-        Err(e) => parts.text("engine/info.error.txt", e.to_string()),
+    // The daemon's own words: version, info, every inspect, the events of the last day.
+    let since = crate::ops::backup::now() as i64 - EVENTS_SINCE.as_secs() as i64;
+    match engine.support_facts(project, since).await {
+        Ok(f) => {
+            parts.json("engine/version.json", &f.version);
+            parts.json("engine/info.json", &f.info);
+            let events: String = f.events.iter().map(|e| format!("{e}\n")).collect();
+            parts.text("engine/events.jsonl", events);
+            for (name, v) in &f.inspects {
+                parts.json(&format!("containers/{name}/inspect.json"), v);
+            }
+        }
+        Err(e) => parts.text("engine/support-facts.error.txt", e.to_string()),
     }
     let containers = match engine.list_containers(project).await {
         Ok(c) => c,
@@ -163,7 +180,7 @@ pub async fn engine_parts<E: Engine>(
     parts.text("status.txt", crate::ops::status::table(&rows));
     for c in &containers {
         let name = c.name.trim_start_matches('/');
-        parts.json(&format!("containers/{name}/inspect.json"), c);
+        parts.json(&format!("containers/{name}/cdq-view.json"), c);
         match tokio::time::timeout(Duration::from_secs(20), engine.logs(&c.id, LOG_LINES)).await {
             Ok(Ok(lines)) => parts.text(
                 &format!("containers/{name}/logs.txt"),

@@ -6,7 +6,8 @@
 //! - the MySQL dump as `confd/mysql/init/90-cdq-restore.sql`: the image's entrypoint runs
 //!   init SQL once, on an empty data directory, after cdq's own `01-cd.sql` has made the
 //!   users with those passwords (one file in the init directory, no new code path in `up`);
-//! - Redis's RDB as `dump.rdb` in its data directory (Redis loads it when there is no AOF);
+//! - Redis's RDB as `dump.rdb` in its data directory, and as the base of its AOF (with
+//!   `appendonly yes` Redis 7 reads only the AOF directory);
 //! - the other data directories' files, with their owners and modes.
 //!
 //! What is already there is never overwritten: [`occupied`] lists it, the command refuses
@@ -28,6 +29,10 @@ use crate::error::CdqError;
 
 /// Where the MySQL dump goes, relative to the deploy directory.
 pub const MYSQL_INIT: &str = "confd/mysql/init/90-cdq-restore.sql";
+pub const MYSQL_INIT_NAME: &str = "90-cdq-restore.sql";
+
+/// The base file of Redis's multi-part AOF (Redis 7's default names).
+const AOF_BASE: &str = "appendonly.aof.1.base.rdb";
 
 /// Where a restore puts things.
 #[derive(Debug, Clone)]
@@ -221,8 +226,22 @@ pub fn extract(file: &Path, t: &Targets) -> anyhow::Result<Vec<PathBuf>> {
                 let uid = t.uids.get("redis").copied();
                 let dir = t.data_dir.join("redis");
                 make_owned_dir(&dir, uid)?;
+                let mut rdb = Vec::new();
+                e.read_to_end(&mut rdb)?;
                 let p = dir.join("dump.rdb");
-                write_private(&mut e, &p, uid)?;
+                write_private(&mut rdb.as_slice(), &p, uid)?;
+                // With `appendonly yes` (as cdq renders it) Redis 7 loads only its AOF
+                // directory and ignores `dump.rdb`: the RDB becomes the base of a multi-part
+                // AOF, the layout Redis itself writes on a rewrite.
+                let aof = dir.join("appendonlydir");
+                make_owned_dir(&aof, uid)?;
+                write_private(&mut rdb.as_slice(), &aof.join(AOF_BASE), uid)?;
+                let manifest = format!("file {AOF_BASE} seq 1 type b\n");
+                write_private(
+                    &mut manifest.as_bytes(),
+                    &aof.join("appendonly.aof.manifest"),
+                    uid,
+                )?;
                 written.push(p);
             }
             p => {
