@@ -44,6 +44,12 @@ pub enum Phase {
     Failed {
         why: String,
     },
+    /// The new container failed: the previous one is being put back.
+    RollingBack,
+    /// The previous container is back; `healthy` says whether it became healthy again.
+    RolledBack {
+        healthy: bool,
+    },
 }
 
 pub trait Progress: Send + Sync {
@@ -67,6 +73,17 @@ pub struct Failure {
     pub health: Option<Health>,
     pub last_probe: Option<String>,
     pub logs: Vec<String>,
+    /// Set when the service was being upgraded: what became of the previous container.
+    pub rollback: Option<Rollback>,
+}
+
+/// What became of the previous container of a failed upgrade (see [`roll_back`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollback {
+    /// Back under its own name, running and healthy (or running, without a healthcheck).
+    Restored { image: String },
+    /// It could not be brought back; `why` says what failed. It keeps its data.
+    Failed { why: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,6 +333,7 @@ fn early(service: &str, reason: Reason, state: Option<RunState>) -> Step {
         health: None,
         last_probe: None,
         logs: vec![],
+        rollback: None,
     }))
 }
 
@@ -334,6 +352,8 @@ async fn run_service<E: Engine>(
 ) -> Result<Option<Ready>, Step> {
     let spec = &sh.project.services[name];
     let hash = sh.hashes.get(name).cloned().unwrap_or_default();
+    // The container an upgrade replaces, while its successor is not yet healthy.
+    let mut previous: Option<String> = None;
 
     // Containers are created (and their data directories prepared) at once, whatever the
     // state of their dependencies: only the start waits. That takes create latency off
@@ -357,58 +377,197 @@ async fn run_service<E: Engine>(
         }
         Action::Start { id } => (id.clone(), false),
         Action::Create => (create(sh, name, spec, &hash).await?, false),
-        Action::Recreate { id, .. } => {
+        Action::Recreate { id, reason } => {
             sh.progress.phase(name, &Phase::Removing);
             let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
             sh.engine.stop_container(id, grace).await?;
-            sh.engine.remove_container(id).await?;
-            (create(sh, name, spec, &hash).await?, false)
+            if is_upgrade(reason) {
+                // Kept, stopped, under another name until the new one is healthy.
+                sh.engine
+                    .rename_container(id, &previous_name(&sh.project.name, name))
+                    .await?;
+                previous = Some(id.clone());
+                match create(sh, name, spec, &hash).await {
+                    Ok(new) => (new, false),
+                    Err(step) => return Err(roll_back(sh, name, spec, None, id, step).await),
+                }
+            } else {
+                sh.engine.remove_container(id).await?;
+                (create(sh, name, spec, &hash).await?, false)
+            }
         }
     };
 
-    if !after.is_empty() {
-        sh.progress
-            .phase(name, &Phase::Waiting { on: after.to_vec() });
-    }
-    let mut cancel = sh.cancel.clone();
-    for dep in after {
-        let want = spec
-            .depends_on
-            .get(dep)
-            .copied()
-            .unwrap_or(Condition::ServiceStarted);
-        let mut rx = sh.ready[dep].subscribe();
-        loop {
-            let state = rx.borrow_and_update().clone();
-            match (state, want) {
-                (Ready::Failed, _) => {
-                    sh.progress.phase(
-                        name,
-                        &Phase::Failed {
-                            why: format!("`{dep}` did not become healthy"),
-                        },
-                    );
-                    return Err(blocked(name, dep));
+    // Everything after the create is one block, so a failure anywhere in it (a dependency,
+    // the start, the wait) reaches the rollback below.
+    let r = async {
+        if !after.is_empty() {
+            sh.progress
+                .phase(name, &Phase::Waiting { on: after.to_vec() });
+        }
+        let mut cancel = sh.cancel.clone();
+        for dep in after {
+            let want = spec
+                .depends_on
+                .get(dep)
+                .copied()
+                .unwrap_or(Condition::ServiceStarted);
+            let mut rx = sh.ready[dep].subscribe();
+            loop {
+                let state = rx.borrow_and_update().clone();
+                match (state, want) {
+                    (Ready::Failed, _) => {
+                        sh.progress.phase(
+                            name,
+                            &Phase::Failed {
+                                why: format!("`{dep}` did not become healthy"),
+                            },
+                        );
+                        return Err(blocked(name, dep));
+                    }
+                    (Ready::Healthy, _) | (Ready::Started, Condition::ServiceStarted) => break,
+                    _ => {}
                 }
-                (Ready::Healthy, _) | (Ready::Started, Condition::ServiceStarted) => break,
-                _ => {}
-            }
-            tokio::select! {
-                r = rx.changed() => { if r.is_err() { return Err(blocked(name, dep)); } }
-                _ = cancel.changed() => { if *cancel.borrow() { return Ok(None); } }
-            }
-            if *cancel.borrow() {
-                return Ok(None);
+                tokio::select! {
+                    r = rx.changed() => { if r.is_err() { return Err(blocked(name, dep)); } }
+                    _ = cancel.changed() => { if *cancel.borrow() { return Ok(None); } }
+                }
+                if *cancel.borrow() {
+                    return Ok(None);
+                }
             }
         }
-    }
 
-    // Subscribe before starting so the start's health events are seen.
-    let events = sh.events.subscribe();
-    if !keep {
-        start(sh, name, spec, &mut id, &hash).await?;
+        // Subscribe before starting so the start's health events are seen.
+        let events = sh.events.subscribe();
+        if !keep {
+            start(sh, name, spec, &mut id, &hash).await?;
+        }
+        wait_ready(sh, name, spec, &id, events).await
     }
-    wait_ready(sh, name, spec, &id, events).await
+    .await;
+    let Some(prev) = previous else {
+        return r;
+    };
+    match r {
+        // Healthy: the previous container has done its job.
+        Ok(Some(ready)) => {
+            sh.engine.remove_container(&prev).await?;
+            Ok(Some(ready))
+        }
+        Err(step @ Step::Failed(_)) => Err(roll_back(sh, name, spec, Some(&id), &prev, step).await),
+        // Interrupted, or the daemon failed: the previous container stays, stopped, under
+        // its other name; the next `up` plans from what it finds.
+        other => other,
+    }
+}
+
+/// Aborts a helper task when the function that spawned it returns, however it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A recreate that replaces a container cdq made with a newer image or config: the kind
+/// that rolls back when its successor fails.
+fn is_upgrade(reason: &str) -> bool {
+    reason.starts_with("image changed") || reason == "its rendered config changed"
+}
+
+/// The name the previous container of an upgrade waits under.
+pub fn previous_name(project: &str, service: &str) -> String {
+    format!("{}-previous", container_name(project, service))
+}
+
+/// Puts the previous container of a failed upgrade back: the new one (if created) is
+/// stopped and removed, the previous one gets its name back, starts, and is waited for like
+/// any start. Returns `failed` with what became of it in [`Failure::rollback`]. Its data
+/// directories are the ones it had: the new container shared them.
+async fn roll_back<E: Engine>(
+    sh: &Shared<E>,
+    name: &str,
+    spec: &ServiceSpec,
+    new: Option<&str>,
+    previous: &str,
+    failed: Step,
+) -> Step {
+    let Step::Failed(mut f) = failed else {
+        return failed;
+    };
+    sh.progress.phase(name, &Phase::RollingBack);
+    let result: Result<Rollback, EngineError> = async {
+        if let Some(n) = new {
+            let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
+            sh.engine.stop_container(n, grace).await?;
+            sh.engine.remove_container(n).await?;
+        }
+        sh.engine
+            .rename_container(previous, &container_name(&sh.project.name, name))
+            .await?;
+        // The `die` of the stop before the upgrade may still be on its way through the event
+        // pump: only what follows this start counts.
+        let mut raw = sh.events.subscribe();
+        let (tx, events) = broadcast::channel(256);
+        let prev_id = previous.to_string();
+        let relay = tokio::spawn(async move {
+            let mut started = false;
+            loop {
+                match raw.recv().await {
+                    Ok(ev) if ev.container_id == prev_id => {
+                        started |= ev.kind == EventKind::Start;
+                        if started && tx.send(ev).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let _relay = AbortOnDrop(relay);
+        {
+            let _guard = if spec.ports.is_empty() {
+                None
+            } else {
+                Some(sh.port_lock.lock().await)
+            };
+            sh.engine.start_container(previous).await?;
+        }
+        let image = sh
+            .engine
+            .inspect_container(previous)
+            .await
+            .map(|c| c.image)
+            .unwrap_or_default();
+        Ok(match wait_ready(sh, name, spec, previous, events).await {
+            Ok(Some(_)) => Rollback::Restored { image },
+            Ok(None) => Rollback::Failed {
+                why: "interrupted while the previous container started".into(),
+            },
+            Err(Step::Failed(g)) => Rollback::Failed {
+                why: format!(
+                    "the previous container did not become healthy either: {:?}",
+                    g.reason
+                ),
+            },
+            Err(Step::Engine(e)) => return Err(e),
+        })
+    }
+    .await;
+    let rollback = result.unwrap_or_else(|e| Rollback::Failed {
+        why: format!("the Docker daemon failed during the rollback: {e}"),
+    });
+    sh.progress.phase(
+        name,
+        &Phase::RolledBack {
+            healthy: matches!(rollback, Rollback::Restored { .. }),
+        },
+    );
+    f.rollback = Some(rollback);
+    Step::Failed(f)
 }
 
 async fn create<E: Engine>(
@@ -846,5 +1005,6 @@ async fn fail<E: Engine>(sh: &Shared<E>, name: &str, id: &str, reason: Reason) -
         health: c.as_ref().and_then(|c| c.health),
         last_probe: c.and_then(|c| c.last_probe),
         logs,
+        rollback: None,
     }))
 }

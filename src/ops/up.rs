@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::confighash::{self, Overlay};
 use crate::engine::{Container, Engine, Health, explain};
 use crate::error::{CdqError, Kind};
-use crate::execute::{self, Failure, Options, Outcome, Progress, Reason};
+use crate::execute::{self, Failure, Options, Outcome, Progress, Reason, Rollback};
 use crate::plan::{self, Plan};
 use crate::project::Project;
 use crate::services::Service;
@@ -150,5 +150,18 @@ fn failed(failures: &[Failure]) -> CdqError {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    CdqError::new(Kind::Unhealthy, format!("{names} did not become healthy")).hint(hint)
+    let rolled: Vec<String> = failures
+        .iter()
+        .filter(|f| matches!(f.rollback, Some(Rollback::Restored { .. })))
+        .map(|f| format!("`{}`", f.service))
+        .collect();
+    let message = if rolled.is_empty() {
+        format!("{names} did not become healthy")
+    } else {
+        format!(
+            "{names} did not become healthy; rolled back {}: the previous container is running and healthy",
+            rolled.join(", ")
+        )
+    };
+    CdqError::new(Kind::Unhealthy, message).hint(hint)
 }
