@@ -48,7 +48,7 @@ impl Ui {
             // Home, then clear to the end of the screen: no flicker of a full clear.
             let _ = write!(o, "\x1b[H\x1b[J{}", text.as_ref());
         } else {
-            let _ = write!(o, "{}\n", text.as_ref());
+            let _ = writeln!(o, "{}", text.as_ref());
         }
         let _ = o.flush();
     }

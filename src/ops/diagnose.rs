@@ -65,19 +65,21 @@ impl Parts {
                 if p == data_dir || p.starts_with(data_dir) || rel == crate::secrets::FILE {
                     continue;
                 }
+                // Not copied: backups (the customer's data) and a restored MySQL dump (the
+                // same), archives, and anything over 1 MiB (not configuration).
+                let data = rel == "backups"
+                    || rel.ends_with(".tar.gz")
+                    || rel.ends_with(crate::ops::restore::MYSQL_INIT_NAME);
                 if p.is_dir() {
-                    if !rel.starts_with(".cdq") && !rel.ends_with(".tar.gz") {
+                    if !rel.starts_with(".cdq") && !data {
                         stack.push(p);
                     }
                 } else if p.is_file()
                     && size <= 1 << 20
-                    && !rel.ends_with(".tar.gz")
-                    // A restored MySQL dump is the customer's data, not configuration.
-                    && !rel.ends_with(crate::ops::restore::MYSQL_INIT_NAME)
+                    && !data
+                    && let Ok(b) = std::fs::read(&p)
                 {
-                    if let Ok(b) = std::fs::read(&p) {
-                        self.0.insert(format!("rendered/{rel}"), b);
-                    }
+                    self.0.insert(format!("rendered/{rel}"), b);
                 }
             }
         }
