@@ -214,6 +214,34 @@ fn backup_and_restore_bring_back_mysql_and_redis_with_the_same_passwords() {
         parts["secrets.env"],
         "secrets.env identical"
     );
+
+    // Not under a running stack, even when confirmed.
+    let o = b.cdq(&["restore", "--yes", backup.to_str().unwrap()]);
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr
+            .contains("has 2 containers: restoring under a running stack would lose data"),
+        "{o}"
+    );
+    // Stopped, and confirmed: what is there is moved aside, not deleted.
+    let o = b.cdq(&["down", "--timeout", "2"]);
+    assert_eq!(o.code, Some(0), "{o}");
+    let o = b.cdq(&["restore", "--yes", backup.to_str().unwrap()]);
+    assert_eq!(o.code, Some(0), "{o}");
+    let aside: Vec<String> = std::fs::read_dir(b.dir().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".before-restore-"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        2,
+        "mysql and redis moved aside: {aside:?}\n{o}"
+    );
+    assert!(
+        o.stderr.contains("moved ") && o.stderr.contains(" aside to "),
+        "{o}"
+    );
 }
 
 /// With the daemon unreachable, diagnose still writes the host's side, says so inside and
