@@ -22,6 +22,9 @@ pub fn run(ctx: Context, ui: &Ui, output: Option<PathBuf>) -> anyhow::Result<i32
     let path = kit::absolute(
         &output.unwrap_or_else(|| PathBuf::from(backup::default_name(&project.name))),
     );
+    // Not while another cdq changes the stack: a container replaced mid-backup would mix
+    // two states.
+    let _lock = crate::lock::acquire(&ctx.settings.deploy_dir)?;
     let report = super::runtime()?.block_on(async {
         let engine = super::connect().await?;
         take(&engine, &ctx, ui, &project, &[], &path).await
@@ -88,11 +91,18 @@ pub async fn before_upgrade<E: crate::engine::Engine>(
     ui: &Ui,
     project: &Project,
     plan: &crate::plan::Plan,
+    containers: &[crate::engine::Container],
 ) -> anyhow::Result<()> {
+    // Only a running server can be dumped; a stopped one has nothing newer than its files.
+    let running = |svc: &str| {
+        containers
+            .iter()
+            .any(|c| c.service() == Some(svc) && c.state == crate::engine::RunState::Running)
+    };
     let upgraded: Vec<String> = plan
         .steps
         .iter()
-        .filter(|s| STATEFUL.contains(&s.service.as_str()))
+        .filter(|s| STATEFUL.contains(&s.service.as_str()) && running(&s.service))
         .filter(|s| {
             matches!(&s.action, crate::plan::Action::Recreate { reason, .. }
                 if reason.starts_with("image changed"))
@@ -115,7 +125,7 @@ pub async fn before_upgrade<E: crate::engine::Engine>(
         .await
         .map_err(|e| {
             e.context(format!(
-                "the backup before upgrading {} failed; nothing was replaced",
+                "the backup before upgrading {} failed; nothing was replaced (`--no-backup` skips it)",
                 upgraded.join(", ")
             ))
         })?;

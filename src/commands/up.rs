@@ -110,7 +110,15 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     }
 
     if !a.no_backup {
-        super::backup::before_upgrade(&*engine, ctx, ui, &project, &observed.plan).await?;
+        super::backup::before_upgrade(
+            &*engine,
+            ctx,
+            ui,
+            &project,
+            &observed.plan,
+            &observed.containers,
+        )
+        .await?;
     }
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);

@@ -238,7 +238,7 @@ pub fn host_parts(deploy_dir: &Path, data_dir: &Path, parts: &mut Parts) {
     parts.text("host/facts.txt", facts);
     parts.text("host/os-release", read("/etc/os-release"));
     parts.text("host/meminfo", read("/proc/meminfo"));
-    parts.text("host/limits (cdq process)", read("/proc/self/limits"));
+    parts.text("host/limits", read("/proc/self/limits"));
     parts.text("host/mounts", read("/proc/self/mounts"));
     parts.text("host/cpuinfo", read("/proc/cpuinfo"));
 }

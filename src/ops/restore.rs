@@ -76,19 +76,29 @@ pub fn verify(file: &Path, meter: &dyn crate::bundle::Meter) -> anyhow::Result<M
             .map_err(|x| damaged(file, x))?
             .to_string_lossy()
             .into_owned();
-        let mut bytes = Vec::new();
-        e.read_to_end(&mut bytes).map_err(|x| damaged(file, x))?;
-        meter.inc(bytes.len() as u64);
         if path == MANIFEST {
+            let mut bytes = Vec::new();
+            e.read_to_end(&mut bytes).map_err(|x| damaged(file, x))?;
+            meter.inc(bytes.len() as u64);
             manifest = Some(
                 serde_json::from_slice(&bytes)
                     .map_err(|x| damaged(file, format!("its manifest does not parse: {x}")))?,
             );
         } else {
-            seen.insert(
-                path,
-                (bytes.len() as u64, hex::encode(Sha256::digest(&bytes))),
-            );
+            // Hashed as it streams: a data file may be larger than memory.
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut size = 0u64;
+            loop {
+                let n = e.read(&mut buf).map_err(|x| damaged(file, x))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                size += n as u64;
+                meter.inc(n as u64);
+            }
+            seen.insert(path, (size, hex::encode(h.finalize())));
         }
     }
     // The tar stream ends before the gzip trailer: read to the end so its CRC and length are
