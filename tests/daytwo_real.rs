@@ -383,3 +383,81 @@ fn a_failed_server_upgrade_rolls_back_to_the_previous_healthy_container() {
         "every service healthy after the rollback: {o}"
     );
 }
+
+/// Before `up` replaces a stateful service's image it backs that service up and says where;
+/// `--no-backup` skips it. Redis's image is "upgraded" to another tag of the same kit image
+/// (a `--templates` override of `compose/amd64.yaml`), so the new container is healthy.
+#[test]
+fn an_image_upgrade_of_a_stateful_service_is_backed_up_first() {
+    let sb = kit_sandbox("preupgrade", "redis");
+    let o = up(&sb);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert_eq!(redis(&sb, &["SET", "before", "upgrade"]), "OK");
+    let mut tags = Tags(vec![]);
+    let mut templates = Vec::new();
+    for n in ["a", "b"] {
+        let tag = format!("cdqd-{}:{n}", sb.project());
+        docker_ok(&["tag", "cdq-local/redis:1-amd64", &tag]);
+        tags.0.push(tag.clone());
+        let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/amd64.yaml");
+        let mut catalogue: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(compose).unwrap()).unwrap();
+        catalogue["services"]["redis"]["local"]["image"] = tag.into();
+        let dir = sb.root().join(format!("templates-{n}"));
+        std::fs::create_dir_all(dir.join("compose")).unwrap();
+        std::fs::write(
+            dir.join("compose/amd64.yaml"),
+            serde_yaml::to_string(&catalogue).unwrap(),
+        )
+        .unwrap();
+        templates.push(dir);
+    }
+    let upgrade = |dir: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "up",
+            "--skip-preflight",
+            "--ip",
+            "127.0.0.1",
+            "--progress",
+            "plain",
+            "--templates",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        sb.cdq(&args)
+    };
+    let o = upgrade(&templates[0], &[]);
+    assert_eq!(o.code, Some(0), "{o}");
+    let backups = sb.dir().join("backups");
+    let files: Vec<_> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let f = &files[0];
+    let name = f.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("pre-upgrade-redis-") && name.ends_with(".tar.gz"),
+        "{name}"
+    );
+    assert!(
+        o.stderr
+            .contains(&format!("backed up redis to {}", f.display())),
+        "{o}"
+    );
+    assert_eq!(
+        std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(archive(f).contains_key("redis/dump.rdb"));
+    assert_eq!(
+        redis(&sb, &["GET", "before"]),
+        "upgrade",
+        "the data survived the upgrade"
+    );
+
+    let o = upgrade(&templates[1], &["--no-backup"]);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(!o.stderr.contains("backed up"), "{o}");
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 1);
+}
