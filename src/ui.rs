@@ -128,7 +128,7 @@ fn masked(p: &Phase, scrubber: &Scrubber) -> Phase {
 fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Waiting { on } => format!("waiting for {}", on.join(", ")),
-        Phase::Removing => "removing the old container".into(),
+        Phase::Removing => "stopping the old container to replace it".into(),
         Phase::Creating => "creating".into(),
         Phase::Starting => "starting".into(),
         Phase::Checking => "started, waiting for healthy".into(),
