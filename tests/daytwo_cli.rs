@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::Stdio;
 
@@ -123,4 +124,38 @@ fn status_watch_redraws_in_place_on_a_terminal_and_appends_otherwise() {
         "no terminal codes in a pipe: {text:?}"
     );
     assert!(text.contains("Ctrl-C to stop"), "{text}");
+}
+
+/// A broken `cdq.yaml` is what diagnose is for: it still writes the archive (with the file
+/// and the error), warns, and exits 0.
+#[test]
+fn diagnose_with_a_broken_settings_file_still_writes_an_archive() {
+    let sb = Sandbox::new("cdqc", "diag-yaml");
+    sb.write_config("services: [redis\n");
+    let out = sb.root().join("d.tar.gz");
+    let sock = sb.root().join("closed.sock");
+    let o = sb.cdq_env(
+        &["diagnose", "-o", out.to_str().unwrap()],
+        &[("DOCKER_HOST", &format!("unix://{}", sock.display()))],
+    );
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(
+        o.stderr
+            .contains("warning: the settings could not be loaded, so the defaults were used"),
+        "{o}"
+    );
+    let f = std::fs::File::open(&out).unwrap();
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut names = BTreeMap::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut b = String::new();
+        e.read_to_string(&mut b).unwrap();
+        names.insert(e.path().unwrap().to_string_lossy().into_owned(), b);
+    }
+    assert_eq!(names["cdq-diagnose/cdq/cdq.yaml"], "services: [redis\n");
+    assert!(
+        names["cdq-diagnose/cdq/settings.error.txt"].contains(&sb.config().display().to_string()),
+        "{names:?}"
+    );
 }

@@ -13,10 +13,25 @@ use crate::secrets::Scrubber;
 use crate::settings::Settings;
 use crate::ui::{self, Ui};
 
-pub fn run(settings: Settings, ui: &Ui, output: Option<PathBuf>) -> anyhow::Result<i32> {
+/// `settings_problem`: why the settings could not be loaded (the defaults are used then).
+pub fn run(
+    settings: Settings,
+    ui: &Ui,
+    output: Option<PathBuf>,
+    settings_problem: Option<String>,
+) -> anyhow::Result<i32> {
     let ctx = Context::new(settings)?;
     let s = &ctx.settings;
     let mut parts = Parts::default();
+    if let Some(p) = &settings_problem {
+        parts.text(
+            "cdq/settings.error.txt",
+            format!("{p}\n(the rest was collected with the default settings)\n"),
+        );
+        ui.warn(format!(
+            "the settings could not be loaded, so the defaults were used (the error is in cdq/settings.error.txt):\n{p}"
+        ));
+    }
     parts.text(
         "cdq/version.txt",
         format!(

@@ -84,6 +84,28 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
         });
     }
+    // A broken `cdq.yaml` is what diagnose is for: it goes on with the defaults and says so.
+    if let Command::Diagnose { output } = &cli.command {
+        let (s, problem) = match settings::load(&cwd, &overrides) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let mut s = settings::load(
+                    &cwd,
+                    &Overrides {
+                        config: Some("/dev/null".into()),
+                        ..overrides.clone()
+                    },
+                )?;
+                s.config_path = match &overrides.config {
+                    Some(c) => settings::absolute(&cwd, c),
+                    None => s.deploy_dir.join("cdq.yaml"),
+                };
+                s.config_found = s.config_path.exists();
+                (s, Some(crate::error::format(&e)))
+            }
+        };
+        return diagnose::run(s, &ui, output.clone(), problem);
+    }
     let settings = settings::load(&cwd, &overrides)?;
     match cli.command {
         Command::Render { target, json } => render::run(settings, &ui, target.ip, json),
@@ -138,7 +160,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             strict,
         } => preflight::run(settings, &ui, target.ip, json, strict),
         Command::Bundle { action } => bundle::run(settings, &ui, action),
-        Command::Diagnose { output } => diagnose::run(settings, &ui, output),
+        Command::Diagnose { .. } => unreachable!("handled before the settings are loaded"),
         Command::Backup { output } => backup::run(Context::new(settings)?, &ui, output),
         Command::Restore { .. } => unreachable!("handled before the settings are loaded"),
         Command::Logins { name } => logins::run(Context::new(settings)?, &ui, name),
