@@ -107,6 +107,9 @@ pub enum Command {
         /// its files are handed to the uid the service runs as, and `down --purge` deletes it
         #[arg(long = "adopt-data", value_name = "SERVICE")]
         adopt_data: Vec<String>,
+        /// Do not back up a stateful service before replacing its image
+        #[arg(long)]
+        no_backup: bool,
     },
     /// Stop and remove the containers and network; data and secrets stay
     Down {
@@ -125,6 +128,14 @@ pub enum Command {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        /// Keep showing it: redrawn in place on a terminal, one table per interval otherwise,
+        /// until Ctrl-C
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two tables of `--watch`
+        #[arg(long, default_value_t = 2, value_name = "S", requires = "watch",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
         /// The compose file `up --compose` drove (its project name and services)
         #[arg(long, value_name = "FILE")]
         compose: Option<PathBuf>,
@@ -170,6 +181,35 @@ pub enum Command {
         arch: Option<ArchArg>,
         #[arg(long)]
         json: bool,
+    },
+    /// Write a support archive (.tar.gz): settings, rendered files, preflight, status,
+    /// inspects, logs, engine and host facts, every password masked
+    Diagnose {
+        /// The archive [default: cdq-diagnose-<project>-<time>.tar.gz]
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Back up the running stack's state (MySQL dump, Redis RDB, data directories,
+    /// secrets.env, cdq.yaml) into one file, mode 0600
+    Backup {
+        /// The backup file [default: cdq-backup-<project>-<time>.tar.gz]
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Restore a backup into an empty deploy directory; `cdq up` then brings the data back
+    Restore {
+        /// A file `cdq backup` wrote
+        file: PathBuf,
+    },
+    /// Who logs in where; `cdq logins NAME` prints that one password
+    Logins {
+        /// `grafana`, `mysql`, `mysql-server`, `mysql-ucenter` or `redis`
+        name: Option<String>,
+    },
+    /// Print a shell completion script (`cdq completions bash > /etc/bash_completion.d/cdq`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Offline image bundles: save the image set to one file, load it on a host with no registry
     Bundle {

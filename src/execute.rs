@@ -22,6 +22,10 @@ use crate::fsio;
 use crate::plan::{Action, Plan, container_name};
 use crate::project::{Condition, Project, ServiceSpec};
 
+mod rollback;
+pub use rollback::previous_name;
+use rollback::{is_upgrade, roll_back};
+
 /// What a service is doing, for progress output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -47,6 +51,12 @@ pub enum Phase {
     Failed {
         why: String,
     },
+    /// The new container failed: the previous one is being put back.
+    RollingBack,
+    /// The previous container is back; `healthy` says whether it became healthy again.
+    RolledBack {
+        healthy: bool,
+    },
 }
 
 pub trait Progress: Send + Sync {
@@ -70,6 +80,17 @@ pub struct Failure {
     pub health: Option<Health>,
     pub last_probe: Option<String>,
     pub logs: Vec<String>,
+    /// Set when the service was being upgraded: what became of the previous container.
+    pub rollback: Option<Rollback>,
+}
+
+/// What became of the previous container of a failed upgrade (see [`roll_back`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollback {
+    /// Back under its own name, running and healthy (or running, without a healthcheck).
+    Restored { image: String },
+    /// It could not be brought back; `why` says what failed. It keeps its data.
+    Failed { why: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,6 +346,7 @@ fn early(service: &str, reason: Reason, state: Option<RunState>) -> Step {
         health: None,
         last_probe: None,
         logs: vec![],
+        rollback: None,
     }))
 }
 
@@ -343,6 +365,8 @@ async fn run_service<E: Engine>(
 ) -> Result<Option<Ready>, Step> {
     let spec = &sh.project.services[name];
     let hash = sh.hashes.get(name).cloned().unwrap_or_default();
+    // The container an upgrade replaces, while its successor is not yet healthy.
+    let mut previous: Option<String> = None;
 
     // Containers are created (and their data directories prepared) at once, whatever the
     // state of their dependencies: only the start waits. That takes create latency off
@@ -375,78 +399,109 @@ async fn run_service<E: Engine>(
         }
         Action::Start { id } => (id.clone(), false),
         Action::Create => (create(sh, name, spec, &hash).await?, false),
-        Action::Recreate { id, .. } => {
+        Action::Recreate { id, reason } => {
             sh.progress.phase(name, &Phase::Removing);
             let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
             sh.engine.stop_container(id, grace).await?;
-            sh.engine.remove_container(id).await?;
-            (create(sh, name, spec, &hash).await?, false)
+            if is_upgrade(reason) {
+                // Kept, stopped, under another name until the new one is healthy.
+                sh.engine
+                    .rename_container(id, &previous_name(&sh.project.name, name))
+                    .await?;
+                previous = Some(id.clone());
+                match create(sh, name, spec, &hash).await {
+                    Ok(new) => (new, false),
+                    Err(step) => return Err(roll_back(sh, name, spec, None, id, step).await),
+                }
+            } else {
+                sh.engine.remove_container(id).await?;
+                (create(sh, name, spec, &hash).await?, false)
+            }
         }
     };
 
-    if !after.is_empty() {
-        sh.progress
-            .phase(name, &Phase::Waiting { on: after.to_vec() });
-    }
-    let mut cancel = sh.cancel.clone();
-    for dep in after {
-        let want = spec
-            .depends_on
-            .get(dep)
-            .copied()
-            .unwrap_or(Condition::ServiceStarted);
-        let mut rx = sh.ready[dep].subscribe();
-        loop {
-            let state = rx.borrow_and_update().clone();
-            match (state, want) {
-                (Ready::Failed, _) => {
-                    sh.progress.phase(
-                        name,
-                        &Phase::Failed {
-                            why: format!("`{dep}` did not become healthy"),
-                        },
-                    );
-                    return Err(blocked(name, dep));
+    // Everything after the create is one block, so a failure anywhere in it (a dependency,
+    // the start, the wait) reaches the rollback below.
+    let r = async {
+        if !after.is_empty() {
+            sh.progress
+                .phase(name, &Phase::Waiting { on: after.to_vec() });
+        }
+        let mut cancel = sh.cancel.clone();
+        for dep in after {
+            let want = spec
+                .depends_on
+                .get(dep)
+                .copied()
+                .unwrap_or(Condition::ServiceStarted);
+            let mut rx = sh.ready[dep].subscribe();
+            loop {
+                let state = rx.borrow_and_update().clone();
+                match (state, want) {
+                    (Ready::Failed, _) => {
+                        sh.progress.phase(
+                            name,
+                            &Phase::Failed {
+                                why: format!("`{dep}` did not become healthy"),
+                            },
+                        );
+                        return Err(blocked(name, dep));
+                    }
+                    (Ready::Healthy, _) | (Ready::Started, Condition::ServiceStarted) => break,
+                    _ => {}
                 }
-                (Ready::Healthy, _) | (Ready::Started, Condition::ServiceStarted) => break,
-                _ => {}
-            }
-            tokio::select! {
-                r = rx.changed() => { if r.is_err() { return Err(blocked(name, dep)); } }
-                _ = cancel.changed() => { if *cancel.borrow() { return Ok(None); } }
-            }
-            if *cancel.borrow() {
-                return Ok(None);
+                tokio::select! {
+                    r = rx.changed() => { if r.is_err() { return Err(blocked(name, dep)); } }
+                    _ = cancel.changed() => { if *cancel.borrow() { return Ok(None); } }
+                }
+                if *cancel.borrow() {
+                    return Ok(None);
+                }
             }
         }
-    }
 
-    // Subscribe before starting so the start's health events are seen.
-    let events = sh.events.subscribe();
-    if !keep {
-        start(sh, name, spec, &mut id, &hash).await?;
-    }
-    let deadline = sh.opts.deadline(spec);
-    if !matches!(action, Action::Restart { .. } | Action::Start { .. }) {
-        return wait_ready(sh, name, spec, &id, events, deadline).await;
-    }
-    // An unhealthy or stopped service gets half its deadline after a (re)start; if that
-    // does not make it healthy, a new container (from the same rendered spec) gets the
-    // other half.
-    let half = deadline / 2;
-    match wait_ready(sh, name, spec, &id, events, half).await {
-        Err(Step::Failed(f))
-            if matches!(f.reason, Reason::Timeout { .. } | Reason::Exited { .. }) =>
-        {
-            sh.progress.phase(name, &Phase::Removing);
-            let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
-            sh.engine.stop_container(&id, grace).await?;
-            sh.engine.remove_container(&id).await?;
-            let mut id = create(sh, name, spec, &hash).await?;
-            let events = sh.events.subscribe();
+        // Subscribe before starting so the start's health events are seen.
+        let events = sh.events.subscribe();
+        if !keep {
             start(sh, name, spec, &mut id, &hash).await?;
-            wait_ready(sh, name, spec, &id, events, deadline - half).await
         }
+        let deadline = sh.opts.deadline(spec);
+        if !matches!(action, Action::Restart { .. } | Action::Start { .. }) {
+            return wait_ready(sh, name, spec, &id, events, deadline).await;
+        }
+        // An unhealthy or stopped service gets half its deadline after a (re)start; if that
+        // does not make it healthy, a new container (from the same rendered spec) gets the
+        // other half.
+        let half = deadline / 2;
+        match wait_ready(sh, name, spec, &id, events, half).await {
+            Err(Step::Failed(f))
+                if matches!(f.reason, Reason::Timeout { .. } | Reason::Exited { .. }) =>
+            {
+                sh.progress.phase(name, &Phase::Removing);
+                let grace = spec.stop_grace_period.unwrap_or(Duration::from_secs(10));
+                sh.engine.stop_container(&id, grace).await?;
+                sh.engine.remove_container(&id).await?;
+                let mut id = create(sh, name, spec, &hash).await?;
+                let events = sh.events.subscribe();
+                start(sh, name, spec, &mut id, &hash).await?;
+                wait_ready(sh, name, spec, &id, events, deadline - half).await
+            }
+            other => other,
+        }
+    }
+    .await;
+    let Some(prev) = previous else {
+        return r;
+    };
+    match r {
+        // Healthy: the previous container has done its job.
+        Ok(Some(ready)) => {
+            sh.engine.remove_container(&prev).await?;
+            Ok(Some(ready))
+        }
+        Err(step @ Step::Failed(_)) => Err(roll_back(sh, name, spec, Some(&id), &prev, step).await),
+        // Interrupted, or the daemon failed: the previous container stays, stopped, under
+        // its other name; the next `up` plans from what it finds.
         other => other,
     }
 }
@@ -919,5 +974,6 @@ async fn fail<E: Engine>(sh: &Shared<E>, name: &str, id: &str, reason: Reason) -
         health: c.as_ref().and_then(|c| c.health),
         last_probe: c.and_then(|c| c.last_probe),
         logs,
+        rollback: None,
     }))
 }

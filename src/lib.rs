@@ -7,7 +7,8 @@
 //!   context        settings (cdq.yaml + CDQ_* + flags) + the decided arch + the decided host IP
 //!   kit            render (catalog, templates, secrets) -> files; written atomically; the project
 //!   preflight      requirements -> facts (gathered once) -> evaluate (pure) -> report
-//!   ops            up (observe -> plan -> execute), down, status, logs: data, never printed
+//!   ops            up (observe -> plan -> execute), down, status, logs, backup, restore,
+//!                  diagnose: data, never printed
 //!   bundle         offline image bundles: format, pack, unpack
 //!   engine         the Engine trait: docker (bollard, its only importer) and the fake
 //! ```

@@ -40,6 +40,19 @@ impl Ui {
         write_stdout(&format!("{text}{nl}"));
     }
 
+    /// A view that replaces the previous one (`status --watch`): redrawn in place on a
+    /// terminal, appended after a blank line otherwise (a log keeps every table).
+    pub fn redraw(&self, text: impl AsRef<str>) {
+        let mut o = std::io::stdout().lock();
+        if std::io::stdout().is_terminal() {
+            // Home, then clear to the end of the screen: no flicker of a full clear.
+            let _ = write!(o, "\x1b[H\x1b[J{}", text.as_ref());
+        } else {
+            let _ = writeln!(o, "{}", text.as_ref());
+        }
+        let _ = o.flush();
+    }
+
     pub fn select_ip(&self, cands: &[(String, Ipv4Addr)]) -> anyhow::Result<usize> {
         let items: Vec<String> = cands.iter().map(|(n, ip)| format!("{ip}  ({n})")).collect();
         let i = dialoguer::Select::new()
@@ -114,7 +127,7 @@ pub fn error(err: &anyhow::Error) {
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::execute::{Failure, Phase, Progress, Reason};
+use crate::execute::{Failure, Phase, Progress, Reason, Rollback};
 use crate::secrets::Scrubber;
 
 /// The phase with what a container said (probe output, failure text) masked.
@@ -133,7 +146,7 @@ fn masked(p: &Phase, scrubber: &Scrubber) -> Phase {
 fn phase_text(p: &Phase) -> String {
     match p {
         Phase::Waiting { on } => format!("waiting for {}", on.join(", ")),
-        Phase::Removing => "removing the old container".into(),
+        Phase::Removing => "stopping the old container to replace it".into(),
         Phase::Restarting => "restarting (it was unhealthy)".into(),
         Phase::Creating => "creating".into(),
         Phase::Starting => "starting".into(),
@@ -144,6 +157,13 @@ fn phase_text(p: &Phase) -> String {
         Phase::Running => "running (no healthcheck)".into(),
         Phase::Kept => "up to date".into(),
         Phase::Failed { why } => format!("FAILED: {why}"),
+        Phase::RollingBack => "FAILED: putting the previous container back".into(),
+        Phase::RolledBack { healthy: true } => {
+            "FAILED, rolled back: the previous container is healthy again".into()
+        }
+        Phase::RolledBack { healthy: false } => {
+            "FAILED, and the rollback did not make the previous container healthy".into()
+        }
     }
 }
 
@@ -198,9 +218,11 @@ impl Progress for TtyProgress {
         if let Some(b) = self.bars.get(service) {
             let text = phase_text(&masked(phase, &self.scrubber));
             match phase {
-                Phase::Healthy { .. } | Phase::Running | Phase::Kept | Phase::Failed { .. } => {
-                    b.finish_with_message(text)
-                }
+                Phase::Healthy { .. }
+                | Phase::Running
+                | Phase::Kept
+                | Phase::Failed { .. }
+                | Phase::RolledBack { .. } => b.finish_with_message(text),
                 _ => b.set_message(text),
             }
         }
@@ -282,6 +304,11 @@ impl Progress for JsonProgress {
             Phase::Running => ("running", serde_json::json!({})),
             Phase::Kept => ("kept", serde_json::json!({})),
             Phase::Failed { why } => ("failed", serde_json::json!({ "why": why })),
+            Phase::RollingBack => ("rolling_back", serde_json::json!({})),
+            Phase::RolledBack { healthy } => (
+                "rolled_back",
+                serde_json::json!({ "previous_healthy": healthy }),
+            ),
         };
         let line = serde_json::json!({
             "t": (self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
@@ -325,6 +352,15 @@ pub fn failure_report(f: &Failure) -> String {
         for l in p.trim().lines().take(10) {
             out.push_str(&format!("    {l}\n"));
         }
+    }
+    match &f.rollback {
+        Some(Rollback::Restored { image }) => out.push_str(&format!(
+            "  rolled back: the previous container (`{image}`) is running and healthy again\n"
+        )),
+        Some(Rollback::Failed { why }) => out.push_str(&format!(
+            "  the rollback to the previous container failed: {why}\n"
+        )),
+        None => {}
     }
     if !f.logs.is_empty() {
         out.push_str(&format!("  last {} log lines:\n", f.logs.len()));

@@ -288,7 +288,94 @@ contract!(
     port_taken,
     run_oneoff,
     exec,
+    rename,
+    support_facts,
 );
+
+/// `docker rename`: the container keeps its id and state under the new name; a taken name
+/// is a conflict that changes nothing; a missing container is not found.
+async fn rename<E: Engine>(ctx: Ctx<E>) {
+    ctx.network().await;
+    let a = ctx.service("a");
+    let b = ctx.service("b");
+    let ida = ctx.e.create_container(&ctx.create_spec(&a)).await.unwrap();
+    let idb = ctx.e.create_container(&ctx.create_spec(&b)).await.unwrap();
+    let new_name = format!("{}-a-1-previous", ctx.project);
+    ctx.e.rename_container(&ida, &new_name).await.unwrap();
+    let c = ctx.e.inspect_container(&ida).await.unwrap();
+    assert_eq!(
+        (c.id.as_str(), c.name.as_str()),
+        (ida.as_str(), new_name.as_str())
+    );
+    // The old name is free again: a new container may take it.
+    let again = ctx.e.create_container(&ctx.create_spec(&a)).await.unwrap();
+    assert_ne!(again, ida);
+    let taken = format!("{}-b-1", ctx.project);
+    match ctx.e.rename_container(&ida, &taken).await {
+        Err(EngineError::Conflict(_)) => {}
+        other => panic!("renaming onto a taken name: {other:?}"),
+    }
+    assert_eq!(ctx.e.inspect_container(&idb).await.unwrap().name, taken);
+    assert_eq!(ctx.e.inspect_container(&ida).await.unwrap().name, new_name);
+    match ctx.e.rename_container("cdq-ct-absent-never", "x").await {
+        Err(EngineError::NotFound(_)) => {}
+        other => panic!("renaming a missing container: {other:?}"),
+    }
+}
+
+/// What `cdq diagnose` reads: the daemon's version and info, every container of the project
+/// inspected under its name (with its environment), and the project's events since a time.
+async fn support_facts<E: Engine>(ctx: Ctx<E>) {
+    ctx.network().await;
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 5;
+    let r = ctx.redis("r", free_port());
+    let id = ctx.e.create_container(&ctx.create_spec(&r)).await.unwrap();
+    ctx.e.start_container(&id).await.unwrap();
+    let f = ctx.e.support_facts(&ctx.project, since).await.unwrap();
+    assert!(
+        f.version["Version"].as_str().is_some_and(|v| !v.is_empty()),
+        "{}",
+        f.version
+    );
+    assert!(f.version["ApiVersion"].is_string(), "{}", f.version);
+    assert!(f.info["ServerVersion"].is_string(), "{}", f.info);
+    let name = format!("{}-r-1", ctx.project);
+    let inspect = f
+        .inspects
+        .get(&name)
+        .unwrap_or_else(|| panic!("{:?}", f.inspects.keys()));
+    assert_eq!(inspect["Id"], id.as_str());
+    assert_eq!(inspect["State"]["Status"], "running");
+    let env: Vec<&str> = inspect["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(env.contains(&"CDQ_CONTRACT=1"), "{env:?}");
+    assert!(
+        f.events
+            .iter()
+            .any(|e| e["Action"] == "start" && e["Actor"]["ID"] == id.as_str()),
+        "{:?}",
+        f.events
+    );
+    // Another project's facts hold none of these.
+    let other = ctx
+        .e
+        .support_facts("cdq-ct-absent-never", since)
+        .await
+        .unwrap();
+    assert!(other.inspects.is_empty() && other.events.is_empty());
+    ctx.e
+        .stop_container(&id, Duration::from_secs(2))
+        .await
+        .unwrap();
+}
 
 async fn info<E: Engine>(ctx: Ctx<E>) {
     let i = ctx.e.info().await.unwrap();

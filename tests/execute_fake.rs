@@ -484,3 +484,115 @@ async fn a_stale_endpoint_of_the_same_name_is_cleared_and_the_service_starts() {
     let listed = e.list_containers("demo").await.unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
 }
+
+/// An upgrade whose new container never becomes healthy: the previous container (kept,
+/// stopped, under another name) is put back under its own name, running and healthy, with
+/// the same id, image and config; the failure says so.
+#[tokio::test(start_paused = true)]
+async fn a_failed_upgrade_rolls_back_to_the_previous_container() {
+    let d = tempfile::tempdir().unwrap();
+    let v1 = project(
+        d.path(),
+        &format!(
+            "services:\n  server:\n    image: img:1\n    {HC}\n    environment: {{ A: one }}\n"
+        ),
+    );
+    let e = engine_with(&["img:1", "img:2"], "");
+    let (r, _) = run(&e, &v1, Options::default(), no_cancel()).await;
+    assert_eq!(r.unwrap(), Outcome::Done);
+    let before = e.list_containers("demo").await.unwrap();
+    assert_eq!(before.len(), 1);
+    let spec_before = e.created_spec(&before[0].id).unwrap();
+
+    for (what, behavior) in [
+        ("exits", Behavior::ExitAfter(Duration::from_secs(2), 1)),
+        (
+            "never healthy",
+            Behavior::NeverHealthy {
+                probe_output: "connection refused".into(),
+            },
+        ),
+    ] {
+        e.behave_image("img:2", behavior);
+        let v2 = project(
+            d.path(),
+            &format!(
+                "services:\n  server:\n    image: img:2\n    {HC}\n    environment: {{ A: one }}\n"
+            ),
+        );
+        let (r, rec) = run(&e, &v2, Options::default(), no_cancel()).await;
+        let Outcome::Failed(f) = r.unwrap() else {
+            panic!("{what}: the upgrade must fail")
+        };
+        assert_eq!(f.len(), 1, "{what}: {f:?}");
+        assert_eq!(
+            f[0].rollback,
+            Some(execute::Rollback::Restored {
+                image: "img:1".into()
+            }),
+            "{what}"
+        );
+        let after = e.list_containers("demo").await.unwrap();
+        assert_eq!(
+            after.len(),
+            1,
+            "{what}: only the previous container is left: {after:?}"
+        );
+        let c = &after[0];
+        assert_eq!(
+            (c.id.as_str(), c.name.as_str()),
+            (before[0].id.as_str(), "demo-server-1")
+        );
+        assert_eq!(c.image, "img:1");
+        assert_eq!(c.state, cdq::engine::RunState::Running);
+        assert_eq!(c.health, Some(cdq::engine::Health::Healthy), "{what}");
+        assert_eq!(
+            c.labels, before[0].labels,
+            "{what}: same config hash and labels"
+        );
+        assert_eq!(e.created_spec(&c.id).unwrap(), spec_before);
+        assert!(
+            rec.first("server", |p| *p == Phase::RolledBack { healthy: true })
+                .is_some(),
+            "{what}"
+        );
+    }
+    // An image that is not on the host: the create fails and the previous container is back.
+    let v3 = project(
+        d.path(),
+        &format!(
+            "services:\n  server:\n    image: img:3\n    {HC}\n    environment: {{ A: one }}\n"
+        ),
+    );
+    let (r, _) = run(&e, &v3, Options::default(), no_cancel()).await;
+    let Outcome::Failed(f) = r.unwrap() else {
+        panic!("a missing image must fail")
+    };
+    assert!(
+        matches!(f[0].rollback, Some(execute::Rollback::Restored { .. })),
+        "{f:?}"
+    );
+    let after = e.list_containers("demo").await.unwrap();
+    assert_eq!(
+        (after.len(), after[0].id.as_str()),
+        (1, before[0].id.as_str())
+    );
+    assert_eq!(after[0].name, "demo-server-1");
+
+    // A good upgrade replaces it and the previous container goes.
+    e.behave_image("img:2", Behavior::HealthyAfter(Duration::ZERO));
+    let v2 = project(
+        d.path(),
+        &format!(
+            "services:\n  server:\n    image: img:2\n    {HC}\n    environment: {{ A: one }}\n"
+        ),
+    );
+    let (r, _) = run(&e, &v2, Options::default(), no_cancel()).await;
+    assert_eq!(r.unwrap(), Outcome::Done);
+    let after = e.list_containers("demo").await.unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (after[0].image.as_str(), after[0].name.as_str()),
+        ("img:2", "demo-server-1")
+    );
+}

@@ -5,12 +5,17 @@
 //!
 //! Nothing below this module imports it; only `lib.rs` does.
 
+mod backup;
 mod bundle;
+mod completions;
+mod diagnose;
 mod down;
 mod images;
+mod logins;
 mod logs;
 mod preflight;
 mod render;
+mod restore;
 mod signals;
 mod status;
 mod up;
@@ -30,6 +35,10 @@ use crate::ui::Ui;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    // Completions need no settings: a broken cdq.yaml must not stop a shell from loading them.
+    if let Command::Completions { shell } = &cli.command {
+        return completions::run(*shell);
+    }
     let target_arch = match &cli.command {
         Command::Up { target, .. }
         | Command::Render { target, .. }
@@ -50,11 +59,55 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         templates: g.templates.clone(),
     };
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let settings = settings::load(&cwd, &overrides)?;
     let ui = Ui {
         verbose: g.verbose,
         yes: g.yes,
     };
+    // A restore may bring the settings file itself: one named with `--config` that is not
+    // there yet is where it goes, not an error.
+    if let Command::Restore { file } = &cli.command {
+        return restore::run(&ui, file, || {
+            let missing = overrides.config.as_ref().filter(|c| !c.exists());
+            match missing {
+                None => settings::load(&cwd, &overrides),
+                Some(c) => {
+                    let mut s = settings::load(
+                        &cwd,
+                        &Overrides {
+                            config: None,
+                            ..overrides.clone()
+                        },
+                    )?;
+                    s.config_path = settings::absolute(&cwd, c);
+                    s.config_found = false;
+                    Ok(s)
+                }
+            }
+        });
+    }
+    // A broken `cdq.yaml` is what diagnose is for: it goes on with the defaults and says so.
+    if let Command::Diagnose { output } = &cli.command {
+        let (s, problem) = match settings::load(&cwd, &overrides) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let mut s = settings::load(
+                    &cwd,
+                    &Overrides {
+                        config: Some("/dev/null".into()),
+                        ..overrides.clone()
+                    },
+                )?;
+                s.config_path = match &overrides.config {
+                    Some(c) => settings::absolute(&cwd, c),
+                    None => s.deploy_dir.join("cdq.yaml"),
+                };
+                s.config_found = s.config_path.exists();
+                (s, Some(crate::error::format(&e)))
+            }
+        };
+        return diagnose::run(s, &ui, output.clone(), problem);
+    }
+    let settings = settings::load(&cwd, &overrides)?;
     match cli.command {
         Command::Render { target, json } => render::run(settings, &ui, target.ip, json),
         Command::Images { json, .. } => images::run(Context::new(settings)?, &ui, json),
@@ -67,6 +120,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             deadline,
             bundle,
             adopt_data,
+            no_backup,
         } => up::run(
             settings,
             &ui,
@@ -80,6 +134,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 deadline,
                 bundle,
                 adopt: adopt_data,
+                no_backup,
             },
         ),
         Command::Down {
@@ -87,8 +142,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             timeout,
             compose,
         } => down::run(Context::new(settings)?, &ui, purge, timeout, compose),
-        Command::Status { json, compose } => {
-            status::run(Context::new(settings)?, &ui, json, compose)
+        Command::Status {
+            json,
+            compose,
+            watch,
+            interval,
+        } => {
+            let watch = watch.then(|| std::time::Duration::from_secs(interval));
+            status::run(Context::new(settings)?, &ui, json, compose, watch)
         }
         Command::Logs {
             services,
@@ -103,6 +164,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             adopt_data,
         } => preflight::run(settings, &ui, target.ip, json, strict, adopt_data),
         Command::Bundle { action } => bundle::run(settings, &ui, action),
+        Command::Diagnose { .. } => unreachable!("handled before the settings are loaded"),
+        Command::Backup { output } => backup::run(Context::new(settings)?, &ui, output),
+        Command::Restore { .. } => unreachable!("handled before the settings are loaded"),
+        Command::Logins { name } => logins::run(Context::new(settings)?, &ui, name),
+        Command::Completions { .. } => unreachable!("handled before the settings are loaded"),
     }
 }
 

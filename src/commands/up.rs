@@ -36,6 +36,8 @@ pub struct Args {
     pub bundle: Option<PathBuf>,
     /// Services whose foreign data directory the user adopts (`--adopt-data`).
     pub adopt: Vec<String>,
+    /// `--no-backup`: no backup of a stateful service before its image is replaced.
+    pub no_backup: bool,
 }
 
 pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
@@ -152,6 +154,18 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
         return Ok(0);
     }
 
+    if !a.no_backup {
+        super::backup::before_upgrade(
+            &*engine,
+            ctx,
+            ui,
+            &project,
+            &observed.plan,
+            &observed.containers,
+        )
+        .await?;
+    }
+
     let names = observed.services();
     let scrubber = Scrubber::for_deploy_dir(&s.deploy_dir)?;
     let progress = progress_sink(a.progress, &names, scrubber.clone());
@@ -182,6 +196,9 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
                 names.len(),
                 t0.elapsed().as_secs_f64()
             ));
+            if a.compose.is_none() {
+                ui.info(super::logins::next_steps(ctx));
+            }
             Ok(0)
         }
         Some(mut e) => {

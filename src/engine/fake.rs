@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use super::{
     ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, Event, EventKind,
     EventStream, Health, ImageInfo, LABEL_PROJECT, LABEL_SERVICE, LineStream, NetworkInfo, OneOff,
-    PublishedPort, Result, RunState,
+    PublishedPort, Result, RunState, SupportFacts,
 };
 use crate::project::{Healthcheck, ServiceSpec};
 
@@ -70,6 +70,8 @@ pub enum Op {
     Start,
     Stop,
     Remove,
+    Rename,
+    Support,
     Logs,
     FollowLogs,
     Events,
@@ -144,6 +146,8 @@ struct Inner {
     /// with tokio's (possibly paused) clock.
     epoch: SystemTime,
     origin: Instant,
+    /// Every container event sent (project, event), for `support_facts`' history.
+    history: Mutex<Vec<(Option<String>, Event)>>,
 }
 
 /// The in-memory engine. Cheap to clone; clones share one daemon.
@@ -198,6 +202,7 @@ impl FakeEngine {
                 tx,
                 epoch: SystemTime::now(),
                 origin: Instant::now(),
+                history: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -365,6 +370,13 @@ impl FakeEngine {
     fn send(&self, st: &State, msg: Msg) {
         // A lost daemon delivers nothing; nobody listening is fine.
         if !st.unreachable {
+            if let Msg::Event { project, event } = &msg {
+                self.inner
+                    .history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((project.clone(), event.clone()));
+            }
             let _ = self.inner.tx.send(msg);
         }
     }
@@ -1054,6 +1066,102 @@ impl Engine for FakeEngine {
         self.emit(&st, &key, EventKind::Destroy);
         st.containers.remove(&key);
         Ok(())
+    }
+
+    async fn rename_container(&self, id: &str, name: &str) -> Result<()> {
+        let mut st = self.enter(Op::Rename, Some(format!("rename {id} {name}")))?;
+        let key = resolve(&st, id).ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        if let Some(other) = st
+            .containers
+            .iter()
+            .find(|(k, c)| c.c.name == name && **k != key)
+            .map(|(k, _)| k.clone())
+        {
+            return Err(EngineError::Conflict(format!(
+                "Error when allocating new name: Conflict. The container name \"/{name}\" is \
+                 already in use by container \"{other}\". You have to remove (or rename) that \
+                 container to be able to reuse that name."
+            )));
+        }
+        if let Some(fc) = st.containers.get_mut(&key) {
+            fc.c.name = name.to_string();
+        }
+        Ok(())
+    }
+
+    /// Docker-shaped JSON for the fields a support archive reads first.
+    async fn support_facts(&self, project: &str, since: i64) -> Result<SupportFacts> {
+        let st = self.enter(Op::Support, None)?;
+        let i = &st.info;
+        let version = serde_json::json!({
+            "Version": i.server_version, "ApiVersion": i.api_version,
+            "Os": i.os, "Arch": i.arch,
+        });
+        let info = serde_json::json!({
+            "ServerVersion": i.server_version, "Architecture": i.arch, "Driver": i.storage_driver,
+            "DockerRootDir": i.root_dir, "NCPU": i.cpus, "MemTotal": i.memory_bytes,
+        });
+        let inspects = st
+            .containers
+            .values()
+            .filter(|c| c.c.labels.get(LABEL_PROJECT).map(String::as_str) == Some(project))
+            .map(|fc| {
+                let c = &fc.c;
+                let env: Vec<String> = fc
+                    .created
+                    .service
+                    .environment
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let v = serde_json::json!({
+                    "Id": c.id, "Name": format!("/{}", c.name),
+                    "Config": { "Image": c.image, "Labels": c.labels, "Env": env },
+                    "State": {
+                        "Status": serde_json::to_value(c.state).unwrap_or_default(),
+                        "ExitCode": c.exit_code.unwrap_or(0), "OOMKilled": c.oom_killed,
+                        "Health": c.health.map(|h| serde_json::json!({ "Status": h })),
+                    },
+                });
+                (c.name.clone(), v)
+            })
+            .collect();
+        drop(st);
+        let since_nanos = since.saturating_mul(1_000_000_000);
+        let events = self
+            .inner
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(p, e)| p.as_deref() == Some(project) && e.time_nanos >= since_nanos)
+            .map(|(_, e)| {
+                let action = match &e.kind {
+                    EventKind::Start => "start".to_string(),
+                    EventKind::Die { .. } => "die".into(),
+                    EventKind::Oom => "oom".into(),
+                    EventKind::Health(h) => format!(
+                        "health_status: {}",
+                        serde_json::to_value(h)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    ),
+                    EventKind::Destroy => "destroy".into(),
+                };
+                serde_json::json!({
+                    "Type": "container", "Action": action,
+                    "Actor": { "ID": e.container_id },
+                    "time": e.time_nanos / 1_000_000_000, "timeNano": e.time_nanos,
+                })
+            })
+            .collect();
+        Ok(SupportFacts {
+            version,
+            info,
+            inspects,
+            events,
+        })
     }
 
     async fn logs(&self, id: &str, tail: u64) -> Result<Vec<String>> {

@@ -240,6 +240,19 @@ pub struct OneOff {
     pub ulimits: Vec<(String, i64, i64)>,
 }
 
+/// What the daemon says about itself and a project, in its own JSON, for support archives
+/// (`cdq diagnose`): `docker version`, `docker info`, `docker inspect` of every container of
+/// the project, and `docker events` for it since a time.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SupportFacts {
+    pub version: serde_json::Value,
+    pub info: serde_json::Value,
+    /// Container name (without `/`) -> its inspect.
+    pub inspects: BTreeMap<String, serde_json::Value>,
+    /// Oldest first, as `docker events --format '{{json .}}'` prints them.
+    pub events: Vec<serde_json::Value>,
+}
+
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 pub type LineStream = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
 /// Raw bytes in transit (an image tar, either way).
@@ -292,6 +305,10 @@ pub trait Engine: Send + Sync + 'static {
         id: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Renames a container (`docker rename`). `Conflict` when the name is taken, `NotFound`
+    /// when there is no such container. An upgrade keeps the previous container under
+    /// another name until its successor is healthy.
+    fn rename_container(&self, id: &str, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Removes a stopped container (and its anonymous volumes).
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     /// The last `tail` lines of stdout and stderr, oldest first.
@@ -317,6 +334,13 @@ pub trait Engine: Send + Sync + 'static {
         cmd: &[String],
         timeout: Duration,
     ) -> impl Future<Output = Result<(i64, String)>> + Send;
+    /// The daemon's version, info, the project's container inspects and its events since
+    /// `since` (Unix seconds), as the daemon's JSON ([`SupportFacts`]).
+    fn support_facts(
+        &self,
+        project: &str,
+        since: i64,
+    ) -> impl Future<Output = Result<SupportFacts>> + Send;
     /// A `docker save` tar of these references (`GET /images/get`): one config and one
     /// `manifest.json` entry per image, each layer once however many images share it.
     fn export_images(&self, references: &[String]) -> ByteStream;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::confighash::{self, Overlay};
 use crate::engine::{Container, Engine, explain};
 use crate::error::{CdqError, Kind};
-use crate::execute::{self, Failure, Options, Outcome, Progress, Reason};
+use crate::execute::{self, Failure, Options, Outcome, Progress, Reason, Rollback};
 use crate::ops::owner;
 use crate::plan::{self, Action, Plan};
 use crate::project::Project;
@@ -231,5 +231,68 @@ fn failed(failures: &[Failure]) -> CdqError {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    CdqError::new(Kind::Unhealthy, format!("{names} did not become healthy")).hint(hint)
+    let rolled: Vec<String> = failures
+        .iter()
+        .filter(|f| matches!(f.rollback, Some(Rollback::Restored { .. })))
+        .map(|f| format!("`{}`", f.service))
+        .collect();
+    if rolled.is_empty() {
+        return CdqError::new(Kind::Unhealthy, format!("{names} did not become healthy"))
+            .hint(hint);
+    }
+    // `cdq logs` would show the previous container now: the failed one's lines are above.
+    CdqError::new(
+        Kind::Unhealthy,
+        format!(
+            "{names} did not become healthy; rolled back {}: the previous container is running and healthy",
+            rolled.join(", ")
+        ),
+    )
+    .hint(
+        "the new container's last log lines are above; fix the image or the settings and run          `cdq up` again (the previous container keeps serving until then)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(rollback: Option<Rollback>) -> Failure {
+        Failure {
+            service: "server".into(),
+            reason: Reason::Exited {
+                code: Some(1),
+                oom: false,
+            },
+            state: Some(crate::engine::RunState::Exited),
+            health: None,
+            last_probe: None,
+            logs: vec![],
+            rollback,
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_upgrade_says_so_and_exits_4() {
+        let e = outcome_error(&Outcome::Failed(vec![failure(Some(Rollback::Restored {
+            image: "cd-server:3.2.0".into(),
+        }))]))
+        .unwrap();
+        assert_eq!(e.kind.exit_code(), 4);
+        assert_eq!(
+            e.message,
+            "`server` did not become healthy; rolled back `server`: the previous container is running and healthy"
+        );
+        assert!(
+            e.hint
+                .unwrap()
+                .starts_with("the new container's last log lines are above")
+        );
+        // A rollback that failed is not reported as one.
+        let e = outcome_error(&Outcome::Failed(vec![failure(Some(Rollback::Failed {
+            why: "x".into(),
+        }))]))
+        .unwrap();
+        assert_eq!(e.message, "`server` did not become healthy");
+    }
 }

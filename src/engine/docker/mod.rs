@@ -18,14 +18,14 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, ImportImageOptions, InspectContainerOptions,
     InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+    RenameContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, ClientVersion};
 use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
 
 use super::{
     ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, EventKind, EventStream,
-    ImageInfo, LineStream, MIN_API_VERSION, NetworkInfo, OneOff, Result, RunState,
+    ImageInfo, LineStream, MIN_API_VERSION, NetworkInfo, OneOff, Result, RunState, SupportFacts,
 };
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -584,6 +584,82 @@ impl Engine for Docker {
             }) => Ok(()),
             Err(e) => Err(self.map_err(e, id)),
         }
+    }
+
+    async fn rename_container(&self, id: &str, name: &str) -> Result<()> {
+        let opts = RenameContainerOptions {
+            name: name.to_string(),
+        };
+        self.client
+            .rename_container(id, opts)
+            .await
+            .map_err(|e| self.map_err(e, id))
+    }
+
+    async fn support_facts(&self, project: &str, since: i64) -> Result<SupportFacts> {
+        let json = |v: std::result::Result<serde_json::Value, serde_json::Error>| {
+            v.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+        };
+        let version = self
+            .client
+            .version()
+            .await
+            .map_err(|e| self.map_err(e, ""))?;
+        let info = self.client.info().await.map_err(|e| self.map_err(e, ""))?;
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(project)),
+            ..Default::default()
+        };
+        let mut inspects = BTreeMap::new();
+        for s in self
+            .client
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.map_err(e, ""))?
+        {
+            let Some(id) = s.id else { continue };
+            match self
+                .client
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(r) => {
+                    let name = r.name.clone().unwrap_or_else(|| id.clone());
+                    inspects.insert(
+                        name.trim_start_matches('/').to_string(),
+                        json(serde_json::to_value(&r)),
+                    );
+                }
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(self.map_err(e, &id)),
+            }
+        }
+        // `until` = now makes the daemon close the stream after the past events.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut filters = label_filter(project);
+        filters.insert("type".into(), vec!["container".into()]);
+        let events: Vec<serde_json::Value> = self
+            .client
+            .events(Some(EventsOptions {
+                since: Some(since.to_string()),
+                until: Some(format!("{}.{:09}", now.as_secs(), now.subsec_nanos())),
+                filters: Some(filters),
+            }))
+            .map_ok(|m| json(serde_json::to_value(&m)))
+            .try_collect()
+            .await
+            .map_err(|e| self.map_err(e, ""))?;
+        Ok(SupportFacts {
+            version: json(serde_json::to_value(&version)),
+            info: json(serde_json::to_value(&info)),
+            inspects,
+            events,
+        })
     }
 
     async fn logs(&self, id: &str, tail: u64) -> Result<Vec<String>> {
