@@ -71,7 +71,7 @@ pub struct Target {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub enum ProgressMode {
     Auto,
     Tty,
     Plain,
@@ -92,7 +92,7 @@ pub enum Command {
         skip_preflight: bool,
         /// Progress output
         #[arg(long, value_enum, default_value = "auto")]
-        progress: Progress,
+        progress: ProgressMode,
         /// Drive this compose file instead of the rendered one
         #[arg(long, value_name = "FILE")]
         compose: Option<PathBuf>,

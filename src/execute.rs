@@ -7,7 +7,7 @@
 //! module never prints.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -660,10 +660,7 @@ async fn wait_ready<E: Engine>(
 ) -> Result<Option<Ready>, Step> {
     let started = Instant::now();
     let deadline = started + sh.opts.deadline(spec);
-    let has_check = spec
-        .healthcheck
-        .as_ref()
-        .is_some_and(|h| h.test.first().map(String::as_str) != Some("NONE"));
+    let has_check = spec.healthcheck.as_ref().is_some_and(|h| !h.is_disabled());
     let mut cancel = sh.cancel.clone();
     let mut oom = false;
     // Without a healthcheck, "started" means still running a moment after the start: a
@@ -850,21 +847,4 @@ async fn fail<E: Engine>(sh: &Shared<E>, name: &str, id: &str, reason: Reason) -
         last_probe: c.and_then(|c| c.last_probe),
         logs,
     }))
-}
-
-/// Data directories of a project: read-write bind sources (for `down --purge`).
-pub fn data_dirs(project: &Project) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = project
-        .services
-        .values()
-        .flat_map(|s| {
-            s.binds
-                .iter()
-                .filter(|b| !b.read_only)
-                .map(|b| b.source.clone())
-        })
-        .collect();
-    v.sort();
-    v.dedup();
-    v
 }

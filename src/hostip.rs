@@ -98,7 +98,7 @@ pub struct Decision {
 
 /// What `decide` could not settle alone: several candidates and nobody told us which.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Need {
+pub enum Choice {
     Decided(Decision),
     Choose(Vec<(String, Ipv4Addr)>),
 }
@@ -109,20 +109,20 @@ pub fn decide(
     setting: Option<IpAddr>,
     stored: Option<IpAddr>,
     cands: &[(String, Ipv4Addr)],
-) -> Result<Need, CdqError> {
+) -> Result<Choice, CdqError> {
     let explicit = flag
         .map(|ip| (ip, Source::Flag))
         .or(setting.map(|ip| (ip, Source::Settings)));
     if let Some((ip, source)) = explicit {
         let changed_from = stored.filter(|s| *s != ip);
-        return Ok(Need::Decided(Decision {
+        return Ok(Choice::Decided(Decision {
             ip,
             source,
             changed_from,
         }));
     }
     if let Some(ip) = stored {
-        return Ok(Need::Decided(Decision {
+        return Ok(Choice::Decided(Decision {
             ip,
             source: Source::Stored,
             changed_from: None,
@@ -133,12 +133,12 @@ pub fn decide(
             "no intranet IP found: every interface is loopback, link-local or a container bridge",
         )
         .hint("pass the address other machines reach this host on: `--ip 10.x.x.x`")),
-        [(_, ip)] => Ok(Need::Decided(Decision {
+        [(_, ip)] => Ok(Choice::Decided(Decision {
             ip: IpAddr::V4(*ip),
             source: Source::Detected,
             changed_from: None,
         })),
-        many => Ok(Need::Choose(many.to_vec())),
+        many => Ok(Choice::Choose(many.to_vec())),
     }
 }
 
@@ -223,7 +223,7 @@ mod tests {
         // one candidate: used
         assert_eq!(
             decide(None, None, None, &one).unwrap(),
-            Need::Decided(Decision {
+            Choice::Decided(Decision {
                 ip: ip("10.0.0.5"),
                 source: Source::Detected,
                 changed_from: None
@@ -232,12 +232,12 @@ mod tests {
         // several: must choose
         assert_eq!(
             decide(None, None, None, &two).unwrap(),
-            Need::Choose(two.clone())
+            Choice::Choose(two.clone())
         );
         // stored beats detection, even if interfaces changed
         assert_eq!(
             decide(None, None, Some(ip("10.0.0.9")), &two).unwrap(),
-            Need::Decided(Decision {
+            Choice::Decided(Decision {
                 ip: ip("10.0.0.9"),
                 source: Source::Stored,
                 changed_from: None
@@ -246,7 +246,7 @@ mod tests {
         // flag beats stored and reports the change
         assert_eq!(
             decide(Some(ip("10.0.0.5")), None, Some(ip("10.0.0.9")), &two).unwrap(),
-            Need::Decided(Decision {
+            Choice::Decided(Decision {
                 ip: ip("10.0.0.5"),
                 source: Source::Flag,
                 changed_from: Some(ip("10.0.0.9"))

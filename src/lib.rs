@@ -1,14 +1,26 @@
 //! cdq: stands up the CD control plane on one Docker host.
 //!
-//! Data flows one way (see `../shared/design.md`): cli -> settings -> host facts ->
-//! preflight -> render -> project model -> observe -> plan -> execute -> ui.
+//! Data flows one way, top to bottom; nothing imports a module above it:
+//!
+//! ```text
+//! commands/<cmd>   clap values in; context decided once; runtime, connect, prompts, printing (ui)
+//!   context        settings (cdq.yaml + CDQ_* + flags) + the decided arch + the decided host IP
+//!   kit            render (catalog, templates, secrets) -> files; written atomically; the project
+//!   preflight      requirements -> facts (gathered once) -> evaluate (pure) -> report
+//!   ops            up (observe -> plan -> execute), down, status, logs: data, never printed
+//!   bundle         offline image bundles: format, pack, unpack
+//!   engine         the Engine trait: docker (bollard, its only importer) and the fake
+//! ```
+//!
+//! Where things live: README.md, "Where things live".
 
 pub mod assets;
 pub mod bundle;
 pub mod catalog;
 pub mod cli;
-pub mod commands;
+mod commands;
 pub mod confighash;
+pub mod context;
 pub mod engine;
 pub mod error;
 pub mod execute;
@@ -16,7 +28,9 @@ pub mod host;
 pub mod hostip;
 pub mod imageref;
 pub mod interpolate;
+pub mod kit;
 pub mod lock;
+pub mod ops;
 pub mod plan;
 pub mod preflight;
 pub mod project;
@@ -24,7 +38,6 @@ pub mod render;
 pub mod secrets;
 pub mod services;
 pub mod settings;
-pub mod stack;
 pub mod ui;
 pub mod yaml;
 

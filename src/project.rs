@@ -48,6 +48,13 @@ pub struct Healthcheck {
     pub start_period: Duration,
 }
 
+impl Healthcheck {
+    /// `test: ["NONE"]`: the image's healthcheck switched off.
+    pub fn is_disabled(&self) -> bool {
+        self.test.first().map(String::as_str) == Some("NONE")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ulimit {
     pub soft: i64,
@@ -89,25 +96,31 @@ impl Project {
         format!("{}_default", self.name)
     }
 
+    /// Services in waves: each wave depends only on earlier ones (ties by name). Starting
+    /// runs them forward, stopping in reverse.
+    pub fn start_waves(&self) -> Vec<Vec<&str>> {
+        let mut done: BTreeSet<&str> = BTreeSet::new();
+        let mut waves = Vec::new();
+        while done.len() < self.services.len() {
+            let wave: Vec<&str> = self
+                .services
+                .iter()
+                .filter(|(name, s)| {
+                    !done.contains(name.as_str())
+                        && s.depends_on.keys().all(|d| done.contains(d.as_str()))
+                })
+                .map(|(name, _)| name.as_str())
+                .collect();
+            assert!(!wave.is_empty(), "cycles are rejected when parsing");
+            done.extend(wave.iter().copied());
+            waves.push(wave);
+        }
+        waves
+    }
+
     /// Services in an order where dependencies come first (ties by name).
     pub fn start_order(&self) -> Vec<&str> {
-        let mut done: BTreeSet<&str> = BTreeSet::new();
-        let mut out = Vec::new();
-        while out.len() < self.services.len() {
-            let before = out.len();
-            for (name, s) in &self.services {
-                if !done.contains(name.as_str())
-                    && s.depends_on.keys().all(|d| done.contains(d.as_str()))
-                {
-                    out.push(name.as_str());
-                }
-            }
-            for n in &out[before..] {
-                done.insert(n);
-            }
-            assert!(out.len() > before, "cycles are rejected when parsing");
-        }
-        out
+        self.start_waves().into_iter().flatten().collect()
     }
 }
 
@@ -672,7 +685,7 @@ pub fn parse(
                 && dep
                     .healthcheck
                     .as_ref()
-                    .is_none_or(|h| h.test.first().map(String::as_str) == Some("NONE"))
+                    .is_none_or(Healthcheck::is_disabled)
             {
                 return Err(err(
                     file,

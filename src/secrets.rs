@@ -74,11 +74,50 @@ impl Secrets {
 
 /// What `ensure` did, for the render report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum FileChange {
     Created,
     Kept,
     /// Keys a newer cdq needs were appended.
     Appended(Vec<String>),
+}
+
+/// Masks the stack's passwords in text cdq prints: container logs, probe output, failure
+/// reports. One scrubber for every path that shows what a container said.
+#[derive(Clone, Default)]
+pub struct Scrubber(Vec<String>);
+
+impl Scrubber {
+    pub const MASK: &str = "<redacted>";
+
+    /// Masks every value of `secrets` (short values too would mask ordinary words; generated
+    /// ones are 32 characters, so a floor of 8 loses nothing).
+    pub fn new(secrets: &Secrets) -> Scrubber {
+        let mut v: Vec<String> = secrets
+            .values()
+            .filter(|s| s.len() >= 8)
+            .map(str::to_string)
+            .collect();
+        // Longest first, so a value that contains another is masked whole.
+        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Scrubber(v)
+    }
+
+    /// The scrubber for the passwords in `deploy_dir` (none masked when there is no file).
+    pub fn for_deploy_dir(deploy_dir: &Path) -> anyhow::Result<Scrubber> {
+        Ok(load_existing(deploy_dir)?
+            .map(|s| Scrubber::new(&s))
+            .unwrap_or_default())
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.0 {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), Self::MASK);
+            }
+        }
+        out
+    }
 }
 
 /// 32 characters from [A-Za-z0-9]: safe unquoted in YAML, SQL, shell and URLs.
@@ -131,7 +170,7 @@ fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// Loads the secrets file, creating it (mode 0600) if absent, appending missing keys, and
 /// tightening its mode if someone loosened it.
-pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, Outcome)> {
+pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, FileChange)> {
     let p = path(deploy_dir);
     match std::fs::read_to_string(&p) {
         Ok(text) => {
@@ -144,7 +183,7 @@ pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, Outcome)> {
             let missing: Vec<&(&str, &str)> =
                 KEYS.iter().filter(|(k, _)| !map.contains_key(*k)).collect();
             if missing.is_empty() {
-                return Ok((Secrets(map), Outcome::Kept));
+                return Ok((Secrets(map), FileChange::Kept));
             }
             let mut add = String::new();
             if !text.ends_with('\n') && !text.is_empty() {
@@ -163,7 +202,7 @@ pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, Outcome)> {
                 .with_context(|| format!("appending to `{}`", p.display()))?;
             f.write_all(add.as_bytes())?;
             f.sync_all()?;
-            Ok((Secrets(map), Outcome::Appended(names)))
+            Ok((Secrets(map), FileChange::Appended(names)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut text = String::from(
@@ -187,7 +226,7 @@ pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, Outcome)> {
                 .with_context(|| format!("creating `{}`", p.display()))?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
-            Ok((Secrets(map), Outcome::Created))
+            Ok((Secrets(map), FileChange::Created))
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("reading `{}`", p.display()))),
     }
@@ -220,7 +259,7 @@ mod tests {
     fn created_once_then_kept_byte_identical() {
         let d = tempfile::tempdir().unwrap();
         let (s1, o1) = ensure(d.path()).unwrap();
-        assert_eq!(o1, Outcome::Created);
+        assert_eq!(o1, FileChange::Created);
         let before = std::fs::read(path(d.path())).unwrap();
         let mode = std::fs::metadata(path(d.path()))
             .unwrap()
@@ -229,7 +268,7 @@ mod tests {
             & 0o777;
         assert_eq!(mode, 0o600);
         let (s2, o2) = ensure(d.path()).unwrap();
-        assert_eq!(o2, Outcome::Kept);
+        assert_eq!(o2, FileChange::Kept);
         assert_eq!(s1, s2);
         assert_eq!(before, std::fs::read(path(d.path())).unwrap());
     }
@@ -242,7 +281,7 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let (s, o) = ensure(d.path()).unwrap();
         assert_eq!(s.get("MYSQL_ROOT_PASSWORD"), "old");
-        assert!(matches!(o, Outcome::Appended(ref k) if k.len() == 4));
+        assert!(matches!(o, FileChange::Appended(ref k) if k.len() == 4));
         assert!(
             std::fs::read_to_string(&p)
                 .unwrap()
@@ -272,5 +311,18 @@ mod tests {
             std::fs::read_to_string(path(d.path())).unwrap(),
             "garbage\n"
         );
+    }
+
+    #[test]
+    fn scrubber_masks_every_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = ensure(dir.path()).unwrap();
+        let root = s.get("MYSQL_ROOT_PASSWORD").to_string();
+        let redis = s.get("REDIS_PASSWORD").to_string();
+        let text = format!("root={root} redis {redis}, again {root}");
+        let masked = Scrubber::for_deploy_dir(dir.path()).unwrap().scrub(&text);
+        assert_eq!(masked, "root=<redacted> redis <redacted>, again <redacted>");
+        let none = Scrubber::for_deploy_dir(&dir.path().join("missing")).unwrap();
+        assert_eq!(none.scrub(&text), text);
     }
 }

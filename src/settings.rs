@@ -269,7 +269,6 @@ pub struct Overrides {
     pub project: Option<String>,
     pub images: Option<String>,
     pub arch: Option<Arch>,
-    pub host_ip: Option<IpAddr>,
     pub data_dir: Option<PathBuf>,
     pub templates: Option<PathBuf>,
 }
@@ -650,7 +649,7 @@ fn resolve(
         .map(|(s, d)| (s, d.0))
         .collect();
 
-    let host_ip = o.host_ip.or(f.host_ip.and_then(Auto::value));
+    let host_ip = f.host_ip.and_then(Auto::value);
     let arch = o.arch.or(f.arch.and_then(Auto::value));
 
     if let Some(tz) = &f.timezone

@@ -31,12 +31,6 @@ impl Ui {
         eprintln!("warning: {}", msg.as_ref());
     }
 
-    pub fn detail(&self, msg: impl AsRef<str>) {
-        if self.verbose > 0 {
-            eprintln!("{}", msg.as_ref());
-        }
-    }
-
     /// Data, on stdout.
     pub fn out(&self, text: impl AsRef<str>) {
         let mut o = std::io::stdout().lock();
@@ -103,6 +97,20 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::execute::{Failure, Phase, Progress, Reason};
+use crate::secrets::Scrubber;
+
+/// The phase with what a container said (probe output, failure text) masked.
+fn masked(p: &Phase, scrubber: &Scrubber) -> Phase {
+    match p {
+        Phase::Unhealthy { probe } => Phase::Unhealthy {
+            probe: scrubber.scrub(probe),
+        },
+        Phase::Failed { why } => Phase::Failed {
+            why: scrubber.scrub(why),
+        },
+        other => other.clone(),
+    }
+}
 
 fn phase_text(p: &Phase) -> String {
     match p {
@@ -131,12 +139,13 @@ fn first_line(s: &str) -> &str {
 pub struct TtyProgress {
     multi: indicatif::MultiProgress,
     bars: BTreeMap<String, indicatif::ProgressBar>,
+    scrubber: Scrubber,
 }
 
 use std::collections::BTreeMap;
 
 impl TtyProgress {
-    pub fn new(services: &[String]) -> Self {
+    pub fn new(services: &[String], scrubber: Scrubber) -> Self {
         let multi =
             indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
         let width = services.iter().map(String::len).max().unwrap_or(8);
@@ -157,14 +166,18 @@ impl TtyProgress {
                 (s.clone(), b)
             })
             .collect();
-        TtyProgress { multi, bars }
+        TtyProgress {
+            multi,
+            bars,
+            scrubber,
+        }
     }
 }
 
 impl Progress for TtyProgress {
     fn phase(&self, service: &str, phase: &Phase) {
         if let Some(b) = self.bars.get(service) {
-            let text = phase_text(phase);
+            let text = phase_text(&masked(phase, &self.scrubber));
             match phase {
                 Phase::Healthy { .. } | Phase::Running | Phase::Kept | Phase::Failed { .. } => {
                     b.finish_with_message(text)
@@ -190,20 +203,22 @@ impl Drop for TtyProgress {
 pub struct PlainProgress {
     start: Instant,
     last: Mutex<BTreeMap<String, String>>,
+    scrubber: Scrubber,
 }
 
-impl Default for PlainProgress {
-    fn default() -> Self {
+impl PlainProgress {
+    pub fn new(scrubber: Scrubber) -> Self {
         PlainProgress {
             start: Instant::now(),
             last: Mutex::new(BTreeMap::new()),
+            scrubber,
         }
     }
 }
 
 impl Progress for PlainProgress {
     fn phase(&self, service: &str, phase: &Phase) {
-        let text = phase_text(phase);
+        let text = phase_text(&masked(phase, &self.scrubber));
         let mut last = self.last.lock().expect("progress lock");
         if last.get(service) == Some(&text) {
             return;
@@ -219,19 +234,21 @@ impl Progress for PlainProgress {
 /// One JSON object per line on stdout, for machines.
 pub struct JsonProgress {
     start: Instant,
+    scrubber: Scrubber,
 }
 
-impl Default for JsonProgress {
-    fn default() -> Self {
+impl JsonProgress {
+    pub fn new(scrubber: Scrubber) -> Self {
         JsonProgress {
             start: Instant::now(),
+            scrubber,
         }
     }
 }
 
 impl Progress for JsonProgress {
     fn phase(&self, service: &str, phase: &Phase) {
-        let (kind, detail) = match phase {
+        let (kind, detail) = match &masked(phase, &self.scrubber) {
             Phase::Waiting { on } => ("waiting", serde_json::json!({ "on": on })),
             Phase::Removing => ("removing", serde_json::json!({})),
             Phase::Creating => ("creating", serde_json::json!({})),
@@ -401,4 +418,20 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{v:.1} {}", UNITS[unit])
+}
+
+impl crate::bundle::Meter for Transfer {
+    fn inc(&self, n: u64) {
+        Transfer::inc(self, n)
+    }
+
+    fn finish(&self) {
+        Transfer::finish(self)
+    }
+}
+
+impl crate::bundle::Meters for Ui {
+    fn start(&self, what: &str, total: Option<u64>) -> std::sync::Arc<dyn crate::bundle::Meter> {
+        std::sync::Arc::new(self.transfer(what, total))
+    }
 }

@@ -4,13 +4,16 @@
 //! `cdq status` reports them healthy; `cdq down` then leaves nothing behind.
 //!
 //! Prerequisites, each a failure (never a skip) with the fix when missing — `scripts/setup.sh`
-//! installs all of them:
+//! installs the first two, and the test builds the third:
 //! - the rustup target `aarch64-unknown-linux-musl` (the test runs
 //!   `cargo build --release --target aarch64-unknown-linux-musl`, a no-op when fresh, so the
 //!   binary under test is always the current source, built as `scripts/release.sh` builds it);
 //! - `qemu-aarch64-static` (Debian's `qemu-user-static`) and binfmt_misc registered for
 //!   aarch64 (`binfmt-support`), without which the arm64 containers cannot start;
-//! - the arm64 kit images it deploys: `scripts/build-local-images.sh --arch arm64`.
+//! - the arm64 kit images it deploys: when any is missing, the test builds them itself with
+//!   `scripts/build-local-images.sh --arch arm64 --only <the missing ones>` (saying so
+//!   first: ~10-20 minutes under emulation on 2 cores), since `scripts/setup.sh` builds only
+//!   the host's kit. A failed build fails the test.
 //!
 //! Preflight: the aarch64 binary takes the host architecture from what it was built for
 //! (`std::env::consts::ARCH`), so under qemu it believes it is on an arm64 host: `host-arch`
@@ -31,11 +34,11 @@
 
 mod common;
 
-use common::{CDQ_ENV, Out, docker, docker_ok, free_ports, preflight_check, remove_matching, run};
+use common::{Sandbox, docker_ok, free_ports, preflight_check, run};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 const TARGET: &str = "aarch64-unknown-linux-musl";
 const QEMU: &str = "qemu-aarch64-static";
@@ -109,9 +112,8 @@ fn has_interpreter(elf: &[u8]) -> bool {
     })
 }
 
-/// Fails with the fix unless qemu can run aarch64 binaries and binfmt_misc hands arm64
-/// container processes to it.
-fn check_emulation() {
+/// Fails with the fix unless qemu can run aarch64 binaries.
+fn check_qemu() {
     let which = run(Command::new("sh").args(["-c", &format!("command -v {QEMU}")]));
     assert_eq!(
         which.code,
@@ -119,6 +121,11 @@ fn check_emulation() {
         "`{QEMU}` is not installed, so the aarch64 binary cannot run on this host\n\
          hint: apt-get install qemu-user-static binfmt-support (or run scripts/setup.sh)"
     );
+}
+
+/// Fails with the fix unless binfmt_misc hands arm64 container processes to qemu. Checked
+/// after [`common::ensure_arm64_kit`], since the kit build registers it when it debootstraps.
+fn check_binfmt() {
     let reg = Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64");
     let enabled = std::fs::read_to_string(reg).unwrap_or_default();
     assert!(
@@ -129,142 +136,59 @@ fn check_emulation() {
     );
 }
 
-/// Fails with the fix unless the arm64 kit images the test deploys are present and arm64.
-fn check_kit_images() {
-    let mut missing = vec![];
-    for s in EMULATED {
-        let image = format!("cdq-local/{s}:2-arm64");
-        let o = docker(&["image", "inspect", "--format", "{{.Architecture}}", &image]);
-        match o.code {
-            Some(0) => assert_eq!(o.stdout.trim(), "arm64", "{image} is not an arm64 image"),
-            _ => missing.push(image),
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "arm64 kit images missing: {}\nhint: scripts/build-local-images.sh --arch arm64 \
-         (about 10 minutes under qemu with a cached base; scripts/setup.sh runs it)",
-        missing.join(", ")
-    );
-}
-
 // ---- the stack ------------------------------------------------------------------------
 
-fn unique(test: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("cdqt-{test}-{}-{:x}", std::process::id(), nanos & 0xffff)
+/// One project driven by the aarch64 binary: a `tests/common` [`Sandbox`] (project
+/// `cdqt-arm64-…`, clean environment, `--images local`) whose `cdq` is
+/// `qemu-aarch64-static <binary>` (binfmt would do it too; naming qemu keeps the test
+/// honest about what runs it). Dropping it runs `cdq down` and then removes whatever still
+/// carries the project's label, pass or fail.
+fn arm64_stack(cdq: &Path) -> Sandbox {
+    let s = Sandbox::new("cdqt", "arm64")
+        .program(QEMU, &[cdq.as_os_str()])
+        .flags(&["--images", "local"])
+        .down_on_drop("5");
+    std::fs::create_dir(s.dir()).unwrap();
+    let [server, ucenter, grafana, kafka] = free_ports::<4>();
+    let deadlines = EMULATED
+        .iter()
+        .map(|s| format!("{s}: 10m"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    s.write_config(&format!(
+        "ports: {{ server: {server}, ucenter: {ucenter}, grafana: {grafana}, kafka: {kafka} }}\n\
+         deadlines: {{ {deadlines} }}\n\
+         services: [{}]\n",
+        EMULATED.join(", ")
+    ));
+    s
 }
 
-/// Ports the kernel just handed out, all held at once so they differ.
-/// One project driven by the aarch64 binary. Dropping it runs `cdq down` and then removes
-/// whatever still carries the project's label, pass or fail.
-struct Arm64Stack {
-    cdq: PathBuf,
-    project: String,
-    root: tempfile::TempDir,
-}
-
-impl Arm64Stack {
-    fn new(cdq: PathBuf) -> Arm64Stack {
-        let root = tempfile::Builder::new()
-            .prefix("cdq-arm64-e2e-")
-            .tempdir()
-            .expect("tempdir");
-        let s = Arm64Stack {
-            cdq,
-            project: unique("arm64"),
-            root,
-        };
-        std::fs::create_dir(s.dir()).unwrap();
-        let [server, ucenter, grafana, kafka] = free_ports::<4>();
-        let deadlines = EMULATED
-            .iter()
-            .map(|s| format!("{s}: 10m"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        std::fs::write(
-            s.settings_path(),
-            format!(
-                "ports: {{ server: {server}, ucenter: {ucenter}, grafana: {grafana}, kafka: {kafka} }}\n\
-                 deadlines: {{ {deadlines} }}\n\
-                 services: [{}]\n",
-                EMULATED.join(", ")
-            ),
-        )
-        .unwrap();
-        s
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.root.path().join("deploy")
-    }
-
-    fn settings_path(&self) -> PathBuf {
-        self.root.path().join("cdq.yaml")
-    }
-
-    /// The aarch64 binary, explicitly under qemu (binfmt would do it too; naming qemu keeps
-    /// the test honest about what runs it).
-    fn cdq(&self, args: &[&str]) -> Out {
-        let mut c = Command::new(QEMU);
-        for v in CDQ_ENV {
-            c.env_remove(v);
+/// Containers and networks left with the project's label, by name.
+fn leftovers(s: &Sandbox) -> Vec<String> {
+    let label = s.label();
+    let mut left: Vec<String> = vec![];
+    for l in docker_ok(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+        .lines()
+        .chain(docker_ok(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]).lines())
+    {
+        if !l.is_empty() {
+            left.push(l.to_string());
         }
-        c.arg(&self.cdq)
-            .arg("--dir")
-            .arg(self.dir())
-            .arg("--config")
-            .arg(self.settings_path())
-            .args(["-p", &self.project, "--images", "local"])
-            .args(args);
-        run(&mut c)
     }
-
-    fn label(&self) -> String {
-        format!("label=io.cdq.project={}", self.project)
-    }
-
-    fn leftovers(&self) -> Vec<String> {
-        let label = self.label();
-        let mut left: Vec<String> = vec![];
-        for l in docker_ok(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
-            .lines()
-            .chain(
-                docker_ok(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]).lines(),
-            )
-        {
-            if !l.is_empty() {
-                left.push(l.to_string());
-            }
-        }
-        left
-    }
-}
-
-impl Drop for Arm64Stack {
-    fn drop(&mut self) {
-        // Errors are ignored: this runs during a panic too.
-        let _ = self.cdq(&["down", "--timeout", "5"]);
-        remove_matching(&self.label());
-        remove_matching(&format!(
-            "label=com.docker.compose.project={}",
-            self.project
-        ));
-    }
+    left
 }
 
 #[test]
 fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
     let t_all = Instant::now();
-    check_emulation();
-    check_kit_images();
+    check_qemu();
+    common::ensure_arm64_kit(&EMULATED);
+    check_binfmt();
     let t0 = Instant::now();
     let bin = aarch64_cdq();
     eprintln!("aarch64 binary ready in {:.1}s", t0.elapsed().as_secs_f64());
-    let s = Arm64Stack::new(bin);
+    let s = arm64_stack(&bin);
 
     let v = s.cdq(&["--version"]);
     assert_eq!(v.code, Some(0), "`cdq --version` under qemu: {v}");
@@ -367,7 +291,7 @@ fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
     let v: serde_json::Value = serde_json::from_str(&st.stdout)
         .unwrap_or_else(|e| panic!("`cdq status --json` printed no JSON ({e}): {st}"));
     assert_eq!(v["healthy"], true, "{st}");
-    assert_eq!(v["project"], s.project.as_str(), "{st}");
+    assert_eq!(v["project"], s.project(), "{st}");
     let rows = v["services"].as_array().expect("services is a list");
     let names: BTreeSet<&str> = rows.iter().filter_map(|r| r["service"].as_str()).collect();
     assert_eq!(names, BTreeSet::from(EMULATED), "{st}");
@@ -382,7 +306,7 @@ fn aarch64_binary_deploys_the_arm64_kit_under_qemu() {
     // --- down leaves nothing with the project's label ----------------------------------
     let down = s.cdq(&["down"]);
     assert_eq!(down.code, Some(0), "`cdq down`: {down}");
-    assert_eq!(s.leftovers(), Vec::<String>::new(), "after down: {down}");
+    assert_eq!(leftovers(&s), Vec::<String>::new(), "after down: {down}");
     eprintln!(
         "arm64 e2e: {:.1}s in all (up {:.1}s, down {:.1}s)",
         t_all.elapsed().as_secs_f64(),

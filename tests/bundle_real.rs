@@ -3,19 +3,19 @@
 //!
 //! Other tests use the `cdq-local/*` kit tags at the same time, so these never remove them.
 //! Instead each test tags a kit image under a prefix of its own
-//! (`cdqbt<pid>x<n>/library/redis:7.2.11`) and runs cdq with `--images <prefix>` (a registry
+//! (`cdqbt-bundle-<pid>-<n>-<nanos>/library/redis:7.2.11`) and runs cdq with `--images <prefix>` (a registry
 //! prefix rewrites the official reference `redis:7.2.11` to `<prefix>/library/redis:7.2.11`,
 //! the upstream path) and `services: [redis]`. Removing that tag is an
 //! untag: the image stays (the kit tag still holds it), so "the load restored it with the
-//! same id" is checked on the tag. A [`Guard`] runs `cdq down`, removes whatever still
-//! carries the project's label and untags, pass or fail.
+//! same id" is checked on the tag. A [`Guard`] (a `tests/common` [`Sandbox`] whose project
+//! name is also the prefix) runs `cdq down`, removes whatever still carries the project's
+//! label and untags, pass or fail.
 
 mod common;
 
-use common::{CDQ, CDQ_ENV, Out, docker, remove_matching, run};
+use common::{Sandbox, docker};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The image id a reference points at, or None.
 fn image_id(reference: &str) -> Option<String> {
@@ -23,30 +23,33 @@ fn image_id(reference: &str) -> Option<String> {
     (o.code == Some(0)).then(|| o.stdout.trim().to_string())
 }
 
-static SERIAL: AtomicUsize = AtomicUsize::new(0);
-
-/// One test's prefix, deploy directory and project, cleaned up on drop.
+/// One test's [`Sandbox`] (project `cdqbt-bundle-…`, which is also the image prefix, with
+/// `--images <prefix>`), plus the tag it made; `cdq down`, removal by label and untagging
+/// on drop.
 struct Guard {
-    prefix: String,
-    project: String,
-    dir: tempfile::TempDir,
+    sb: Sandbox,
     tags: Vec<String>,
+}
+
+impl Deref for Guard {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sb
+    }
 }
 
 impl Guard {
     /// Tags `kit` as `<prefix>/library/redis:7.2.11` (where a registry prefix puts the
     /// official redis, upstream layout) and writes a `cdq.yaml` with only redis.
     fn new(kit: &str) -> Guard {
-        let n = SERIAL.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("cdqbt{}x{n}", std::process::id());
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cdq.yaml"), "services: [redis]\n").unwrap();
+        let sb = Sandbox::new("cdqbt", "bundle").down_on_drop("5");
+        let prefix = sb.project().to_string();
         let g = Guard {
-            project: prefix.clone(),
+            sb: sb.flags(&["--images", &prefix]),
             tags: vec![format!("{prefix}/library/redis:7.2.11")],
-            prefix,
-            dir,
         };
+        std::fs::create_dir(g.dir()).unwrap();
+        g.write_config("services: [redis]\n");
         assert!(
             image_id(kit).is_some(),
             "the kit image `{kit}` is missing: run scripts/build-local-images.sh"
@@ -60,20 +63,8 @@ impl Guard {
         &self.tags[0]
     }
 
-    fn cdq(&self, args: &[&str]) -> Out {
-        let mut c = Command::new(CDQ);
-        for v in CDQ_ENV {
-            c.env_remove(v);
-        }
-        c.arg("--dir")
-            .arg(self.dir.path())
-            .args(["--images", &self.prefix, "-p", &self.project])
-            .args(args);
-        run(&mut c)
-    }
-
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.root().join(name)
     }
 
     fn untag(&self) {
@@ -89,8 +80,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.cdq(&["down", "--timeout", "5"]);
-        remove_matching(&format!("label=io.cdq.project={}", self.project));
+        self.sb.teardown();
         for t in &self.tags {
             let _ = docker(&["rmi", t]);
         }
@@ -199,7 +189,8 @@ fn an_arm64_bundle_is_refused_on_this_amd64_host_without_arch() {
         "x86_64",
         "this test needs an amd64 host"
     );
-    let g = Guard::new("cdq-local/redis:2-arm64");
+    common::ensure_arm64_kit(&["redis"]);
+    let g = Guard::new(&common::arm64_kit_image("redis"));
     let bundle = g.path("arm64.bundle");
     let bundle_arg = bundle.to_str().unwrap();
     let o = g.cdq(&["bundle", "save", "--arch", "arm64", "-o", bundle_arg]);

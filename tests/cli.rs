@@ -1,20 +1,19 @@
 //! Tests of the built binary: exact stderr and exit codes for bad input, what `render`
 //! writes and reports, and that no password ever reaches the terminal.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+/// cdq in `dir` (its default deploy directory), with no `CDQ_*` variable of the developer's
+/// shell ([`common::cdq_command`]) and `CI=true`.
 fn cdq(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cdq"))
+    common::cdq_command()
         .current_dir(dir)
         .args(args)
-        .env_remove("CDQ_DIR")
-        .env_remove("CDQ_IMAGES")
-        .env_remove("CDQ_ARCH")
-        .env_remove("CDQ_HOST_IP")
         .env("CI", "true")
-        .stdin(Stdio::null())
         .output()
         .expect("runs cdq")
 }

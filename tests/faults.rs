@@ -2,42 +2,38 @@
 //! drives the built binary into one fault on this machine's real Docker engine and asserts
 //! the message, the exit code, and that nothing was created or lost.
 //!
-//! Every test has its own project name (`cdqf-<test>-<pid>-<n>`) and temporary deploy
-//! directory; a [`Guard`] removes whatever carries the project's label, and undoes the
-//! mounts and image tags the test made, pass or fail. A missing prerequisite (no daemon,
+//! Every test has its own [`Sandbox`] from `tests/common` (project `cdqf-<test>-…`, a
+//! temporary deploy directory, a `cdq` with a clean environment); a [`Guard`] wraps it,
+//! and on drop removes whatever carries the project's label and undoes the mounts and
+//! image tags the test made, pass or fail. A missing prerequisite (no daemon,
 //! no kit image, no root for `mount`) fails the test: none of them skips.
 
 mod common;
 
-use common::{
-    CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, preflight_check, remove_matching, run,
-};
+use common::{Sandbox, docker, docker_ok, free_ports, preflight_check, remove_matching, run};
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// One test's project: a temp root holding `cdq.yaml` (outside the deploy dir, so "nothing
-/// created" can be checked on the deploy dir itself), the deploy dir, and what to undo.
+/// One test's [`Sandbox`] (`cdqf-<test>-…`, with `CI=true`), plus what else to undo: the
+/// mounts and image tags the test made.
 struct Guard {
-    project: String,
-    root: tempfile::TempDir,
+    sb: Sandbox,
     mounts: Vec<PathBuf>,
     tags: Vec<String>,
 }
 
+impl Deref for Guard {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sb
+    }
+}
+
 impl Guard {
     fn new(test: &str) -> Guard {
-        static N: AtomicUsize = AtomicUsize::new(0);
         let g = Guard {
-            project: format!(
-                "cdqf-{test}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ),
-            root: tempfile::Builder::new()
-                .prefix("cdq-faults-")
-                .tempdir()
-                .unwrap(),
+            sb: Sandbox::new("cdqf", test).env("CI", "true"),
             mounts: vec![],
             tags: vec![],
         };
@@ -49,40 +45,12 @@ impl Guard {
     }
 
     fn settings(&self, text: &str) {
-        std::fs::write(self.config(), text).unwrap();
-    }
-
-    fn config(&self) -> PathBuf {
-        self.root.path().join("cdq.yaml")
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.root.path().join("deploy")
-    }
-
-    fn cdq(&self, args: &[&str]) -> Out {
-        self.cdq_env(args, &[])
-    }
-
-    fn cdq_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
-        let mut c = Command::new(CDQ);
-        for v in CDQ_ENV {
-            c.env_remove(v);
-        }
-        c.envs(env.iter().copied())
-            .env("CI", "true")
-            .arg("--dir")
-            .arg(self.dir())
-            .arg("--config")
-            .arg(self.config())
-            .args(["-p", &self.project])
-            .args(args);
-        run(&mut c)
+        self.write_config(text);
     }
 
     /// A tmpfs of `size` at a new directory under the root, unmounted when dropped.
     fn tmpfs(&mut self, name: &str, options: &str) -> PathBuf {
-        let at = self.root.path().join(name);
+        let at = self.root().join(name);
         std::fs::create_dir(&at).unwrap();
         let o = run(Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs"])
@@ -109,18 +77,6 @@ impl Guard {
         assert_eq!(c["status"], "fail", "{c}");
         c
     }
-
-    /// Containers and networks carrying the project's label.
-    fn labelled(&self) -> Vec<String> {
-        let label = format!("label=io.cdq.project={}", self.project);
-        let mut v: Vec<String> = docker_ok(&["ps", "-aq", "--filter", &label])
-            .lines()
-            .chain(docker_ok(&["network", "ls", "-q", "--filter", &label]).lines())
-            .map(str::to_string)
-            .collect();
-        v.retain(|s| !s.is_empty());
-        v
-    }
 }
 
 impl Drop for Guard {
@@ -128,8 +84,8 @@ impl Drop for Guard {
         // Errors are ignored: this also runs while a failed assertion unwinds. Containers a
         // test made to stand for someone else's (no project label) go first, so the
         // project's network is free to go.
-        remove_matching(&format!("label=io.cdq.test-owner={}", self.project));
-        remove_matching(&format!("label=io.cdq.project={}", self.project));
+        remove_matching(&format!("label=io.cdq.test-owner={}", self.project()));
+        self.sb.teardown();
         for t in &self.tags {
             let _ = docker(&["rmi", t]);
         }
@@ -178,7 +134,7 @@ fn daemon_unreachable_at_start() {
 #[test]
 fn data_dir_not_writable() {
     let mut g = Guard::new("dataro");
-    let file = g.root.path().join("a-file");
+    let file = g.root().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let below_file = file.join("data");
     // Large enough that `disk-data` passes (a tmpfs size is a limit, not an allocation):
@@ -252,7 +208,7 @@ fn data_dir_not_writable() {
         "ps",
         "-a",
         "--filter",
-        &format!("label=io.cdq.project={}", g2.project),
+        &format!("label=io.cdq.project={}", g2.project()),
         "--format",
         "{{.Names}}",
     ]);
@@ -307,7 +263,7 @@ fn wrong_arch_image() {
     };
     // A unique registry prefix: `--images PREFIX` rewrites `redis:7.2.11` to
     // `PREFIX/library/redis:7.2.11`, so the tag touches no reference anyone else uses.
-    let prefix = format!("cdqf-{}", g.project);
+    let prefix = format!("cdqf-{}", g.project());
     let images = g.cdq(&["--images", &prefix, "images", "--arch", host]);
     assert_eq!(images.code, Some(0), "{images}");
     let reference = images
@@ -409,7 +365,7 @@ fn compose_file_with_an_unsupported_key() {
         ("privileged", "    privileged: true\n"),
         ("networks", "    networks: [backend]\n"),
     ] {
-        let f = g.root.path().join(format!("{key}.yaml"));
+        let f = g.root().join(format!("{key}.yaml"));
         std::fs::write(
             &f,
             format!(
@@ -447,7 +403,7 @@ fn compose_file_with_an_unsupported_key() {
 #[test]
 fn down_with_a_foreign_container_on_the_network() {
     let g = Guard::new("foreignnet");
-    let f = g.root.path().join("compose.yaml");
+    let f = g.root().join("compose.yaml");
     std::fs::write(
         &f,
         format!(
@@ -459,8 +415,8 @@ fn down_with_a_foreign_container_on_the_network() {
     let compose = f.to_str().unwrap();
     let o = g.cdq(&["up", "--compose", compose, "--progress", "plain"]);
     assert_eq!(o.code, Some(0), "{o}");
-    let network = format!("{}_default", g.project);
-    let toolbox = format!("{}-toolbox", g.project);
+    let network = format!("{}_default", g.project());
+    let toolbox = format!("{}-toolbox", g.project());
     docker_ok(&[
         "run",
         "-d",
@@ -469,7 +425,7 @@ fn down_with_a_foreign_container_on_the_network() {
         "--network",
         &network,
         "--label",
-        &format!("io.cdq.test-owner={}", g.project),
+        &format!("io.cdq.test-owner={}", g.project()),
         "--entrypoint",
         "sleep",
         &format!("cdq-local/redis:2-{}", host_arch()),
@@ -547,4 +503,34 @@ fn rerender_after_deleting_env_keeps_the_passwords() {
         assert!(text.contains(p.as_str()), ".env holds every password");
         assert!(!o.stderr.contains(p.as_str()) && !o.stdout.contains(p.as_str()));
     }
+}
+
+// ---- the sandbox itself ------------------------------------------------------------------
+
+/// A test that fails still leaves nothing behind: a sandbox dropped while a panic unwinds
+/// removes the containers and networks with its project's label, and its temp dir.
+#[test]
+fn a_failing_test_leaves_nothing_labelled() {
+    let outcome = std::panic::catch_unwind(|| {
+        let g = Guard::new("panics");
+        let label = format!("io.cdq.project={}", g.project());
+        let net = format!("{}_default", g.project());
+        docker_ok(&["network", "create", "--label", &label, &net]);
+        let image = format!("cdq-local/redis:1-{}", host_arch());
+        docker_ok(&["create", "--label", &label, "--network", &net, &image]);
+        assert_eq!(g.labelled().len(), 2, "a container and a network");
+        std::panic::panic_any((g.label(), g.root().to_path_buf()));
+    });
+    let payload = outcome.expect_err("the closure panics");
+    let (label, root) = payload
+        .downcast_ref::<(String, PathBuf)>()
+        .expect("the payload names the sandbox")
+        .clone();
+    assert_eq!(docker_ok(&["ps", "-aq", "--filter", &label]), "", "{label}");
+    assert_eq!(
+        docker_ok(&["network", "ls", "-q", "--filter", &label]),
+        "",
+        "{label}"
+    );
+    assert!(!root.exists(), "temp dir removed: {}", root.display());
 }

@@ -3,18 +3,20 @@
 //! They run the kit images on the local Docker engine through the `docker` CLI, so they
 //! need the images built first; a missing image is a failure that says how to build it,
 //! never a skip. Every test makes its own containers and networks, named `cdq-kit-test-…`
-//! and labelled `io.cdq.project=<unique project>`, and a `Cleanup` guard removes everything
+//! and labelled `io.cdq.project=<unique project>`, and a `Cleanup` guard (a `tests/common`
+//! `Sandbox`, for the name, the temp dir and the removal by label) removes everything
 //! carrying that label (and its temp dirs) when the test ends, pass or fail.
 //! Only std is used: `std::process::Command` runs `docker`.
+
+mod common;
 
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const KIT_VERSION: &str = "2";
 
@@ -103,41 +105,32 @@ fn wait_for<T>(
     }
 }
 
-/// One test's namespace: unique names, the project label, and cleanup on drop.
+/// One test's namespace: a [`common::Sandbox`] (the unique project name, a temp root, and
+/// removal of the containers and networks with its label on drop), plus the directories
+/// made for containers to mount, which may hold files of a container's uid.
 struct Cleanup {
-    project: String,
+    sb: common::Sandbox,
     dirs: Vec<PathBuf>,
 }
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
 impl Cleanup {
     fn new(test: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let project = format!(
-            "cdq-kit-test-{test}-{}-{nanos:x}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
         Cleanup {
-            project,
+            sb: common::Sandbox::new("cdq-kit-test", test),
             dirs: Vec::new(),
         }
     }
 
     fn name(&self, what: &str) -> String {
-        format!("{}-{what}", self.project)
+        format!("{}-{what}", self.sb.project())
     }
 
     fn label(&self) -> String {
-        format!("io.cdq.project={}", self.project)
+        format!("io.cdq.project={}", self.sb.project())
     }
 
     fn tempdir(&mut self, what: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(self.name(what));
+        let dir = self.sb.root().join(self.name(what));
         fs::create_dir_all(&dir).unwrap();
         self.dirs.push(dir.clone());
         dir
@@ -169,21 +162,8 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let filter = format!("label={}", self.label());
-        let ids = docker_raw(&["ps", "-aq", "--filter", &filter]);
-        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = docker_raw(&args);
-        }
-        let nets = docker_raw(&["network", "ls", "-q", "--filter", &filter]);
-        for id in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
-            let _ = docker_raw(&["network", "rm", id]);
-        }
+        // Containers first, so nothing holds the directories below.
+        self.sb.teardown();
         for dir in &self.dirs {
             if fs::remove_dir_all(dir).is_err() && dir.exists() {
                 // files written by a container uid we cannot delete as a normal user
@@ -1004,6 +984,7 @@ fn redis_answers_ping_with_auth() {
 
 #[test]
 fn arm64_redis_is_arm64_and_answers_ping_under_emulation() {
+    common::ensure_arm64_kit(&["redis"]);
     redis_answers_ping("arm64");
 }
 

@@ -3,12 +3,11 @@
 //! is created. Needs root for the sysctl test (CI and developer machines run as root).
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 mod common;
-use common::preflight_check as check;
+use common::{cdq_command, preflight_check as check};
 
 fn host_ip() -> String {
     // Pass the address explicitly so the run does not depend on how many interfaces this
@@ -21,13 +20,12 @@ fn host_ip() -> String {
 
 fn preflight(dir: &Path, extra: &[&str]) -> (i32, Value, String) {
     let ip = host_ip();
-    let out = Command::new(env!("CARGO_BIN_EXE_cdq"))
+    // No `CDQ_*` variable of the developer's shell reaches it.
+    let out = cdq_command()
         .args(["--dir"])
         .arg(dir)
         .args(["preflight", "--json", "--ip", &ip])
         .args(extra)
-        .env_remove("CDQ_IMAGES")
-        .env_remove("CDQ_DATA_DIR")
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -113,7 +111,7 @@ fn json_lists_every_check_and_creates_nothing() {
 #[test]
 fn an_ip_on_no_interface_fails_host_ip() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cdq"))
+    let out = cdq_command()
         .arg("--dir")
         .arg(tmp.path())
         .args(["preflight", "--json", "--ip", "203.0.113.77"])

@@ -2,6 +2,8 @@
 //! namespace with veth interfaces and bridges, runs `cdq render` inside it, and removes the
 //! namespace when done (even on failure). Needs root and iproute2.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -50,12 +52,13 @@ impl Netns {
         self.exec(&["ip", "link", "set", name, "up"]);
     }
 
+    /// `cdq render` inside the namespace; `ip netns exec` passes the environment on, so
+    /// no `CDQ_*` variable of the developer's shell reaches cdq ([`common::clean_command`]).
     fn render(&self, dir: &Path) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, env!("CARGO_BIN_EXE_cdq"), "--dir"])
+        common::clean_command("ip")
+            .args(["netns", "exec", &self.0, common::CDQ, "--dir"])
             .arg(dir)
             .args(["render", "--json"])
-            .env_remove("CDQ_HOST_IP")
             .output()
             .unwrap()
     }
@@ -133,4 +136,81 @@ fn only_bridges_means_no_candidate() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no intranet IP found"), "{err}");
+}
+
+/// A first `cdq up` on a terminal with two candidate interfaces and no stored IP: the
+/// question is asked once (before preflight's render), and the real render uses the same
+/// answer. Runs cdq under `script` (a pseudo-terminal) inside the namespace, answers the
+/// prompt with Enter (the first candidate) and leaves the terminal open: a second prompt
+/// would wait for an answer that never comes, and `timeout` would end the run (exit 124).
+#[test]
+fn the_ip_prompt_is_asked_once_on_a_first_up_on_a_terminal() {
+    use std::io::Write;
+
+    let ns = Netns::new();
+    ns.iface("eth9", "veth", "10.77.0.5/24");
+    ns.iface("eth8", "veth", "192.168.50.7/24");
+    let sb = common::Sandbox::new("cdqt", "ipprompt")
+        .flags(&["--images", "local"])
+        .down_on_drop("5");
+    sb.write_config("services: [redis]\n");
+    let up = sb.command(&["up", "--skip-preflight", "--progress", "plain"]);
+    let line = std::iter::once(up.get_program())
+        .chain(up.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = common::clean_command("timeout")
+        .env_remove("CI")
+        .envs(up.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .args([
+            "60",
+            "ip",
+            "netns",
+            "exec",
+            &ns.0,
+            "script",
+            "-qefc",
+            &line,
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    stdin.write_all(b"\r").unwrap();
+    stdin.flush().unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "cdq still waited for an answer after the first: the IP was asked for twice\n{text}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Which IP do other machines reach this host on?"),
+        "{text}"
+    );
+    let chosen = text
+        .split("host IP ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `host IP` line\n{text}"));
+    assert!(
+        ["10.77.0.5", "192.168.50.7"].contains(&chosen),
+        "{chosen}\n{text}"
+    );
+    assert!(
+        text.contains(&format!("host IP {chosen} (selected)")),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.dir().join(".cdq/host-ip")).unwrap(),
+        format!("{chosen}\n")
+    );
 }

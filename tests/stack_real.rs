@@ -3,10 +3,11 @@
 //! They drive the built binary against the local Docker engine on the local image kit
 //! (`scripts/build-local-images.sh` builds `cdq-local/*`); a missing image shows up as a
 //! failed `cdq up`, never as a skip. Every test has its own project name
-//! (`cdqt-<test>-<pid>-<n>`), its own temporary deploy directory and its own published
+//! (`cdqt-<test>-<pid>-<n>-<nanos>`), its own temporary deploy directory and its own published
 //! ports, so they run in parallel with each other and with anything else on the host. A
-//! [`Stack`] guard runs `cdq down` and then removes whatever still carries the project's
-//! label, pass or fail, so no container or network outlives a test.
+//! [`Stack`] guard (a `tests/common` [`Sandbox`] plus objects made outside the project)
+//! runs `cdq down` and then removes whatever still carries the project's label, pass or
+//! fail, so no container or network outlives a test.
 //!
 //! Preflight is not what these tests are about (it has its own tests), so `up` runs with
 //! `--skip-preflight`; the host IP is always `127.0.0.1` so kafka advertises loopback only.
@@ -16,14 +17,11 @@
 
 mod common;
 
-use common::{CDQ, CDQ_ENV, Out, docker, docker_ok, free_ports, remove_matching, run};
+use common::{Out, Sandbox, docker, docker_ok, free_ports, run};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SERVICES: [&str; 9] = [
@@ -38,98 +36,8 @@ const SERVICES: [&str; 9] = [
     "zookeeper",
 ];
 
-/// A cdq process running in the background whose output is collected as it arrives, so a
-/// test can act at a known point of its progress (send a signal, start a rival).
-struct Running {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<thread::JoinHandle<()>>,
-    t0: Instant,
-}
-
-fn collect(r: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            let mut s = into.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    })
-}
-
-impl Running {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits until stderr contains `needle`; panics (with the output so far) at `limit` or
-    /// if the process ends first.
-    fn wait_for_stderr(&mut self, needle: &str, limit: Duration) {
-        let t0 = Instant::now();
-        loop {
-            if self.stderr().contains(needle) {
-                return;
-            }
-            if !self.is_running() {
-                // Let the readers drain what the process wrote last.
-                thread::sleep(Duration::from_millis(100));
-                if self.stderr().contains(needle) {
-                    return;
-                }
-                panic!("cdq ended before printing {needle:?}:\n{}", self.stderr());
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "cdq did not print {needle:?} within {limit:?}:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait(mut self) -> Out {
-        let status = self.child.wait().expect("waiting for cdq");
-        let took = self.t0.elapsed();
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        Out {
-            code: status.code(),
-            stdout: self.stdout.lock().unwrap().clone(),
-            stderr: self.stderr.lock().unwrap().clone(),
-            took,
-        }
-    }
-}
-
 // ---- names, ports, time ---------------------------------------------------------------
 
-fn unique(test: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "cdqt-{test}-{}-{}-{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        nanos & 0xffff
-    )
-}
-
-/// Ports the kernel just handed out on every interface, so no other test (or service on
-/// this host) holds them; the listeners are all open at once so the four differ.
 /// Unix seconds of an RFC 3339 UTC time as Docker writes it (`2026-11-22T23:48:56.69Z`).
 fn unix_seconds(s: &str) -> f64 {
     let bad = || -> ! { panic!("not an RFC 3339 UTC time: {s:?}") };
@@ -155,28 +63,33 @@ fn now_unix() -> f64 {
 
 // ---- a stack under test ---------------------------------------------------------------
 
-/// One project: a temp directory holding the settings file (outside the deploy directory,
-/// so `up` really starts from an empty one) and the deploy directory. Dropping it tears the
-/// project down by label, whatever state the test left it in.
+/// One project: a [`Sandbox`] from `tests/common` (project `cdqt-<test>-…`, a temp root
+/// holding the settings file outside the deploy directory, so `up` really starts from an
+/// empty one, and a `cdq` with a clean environment and `--images local`), plus objects a
+/// test made outside the project. Dropping it runs `cdq down` and tears the project down by
+/// label, whatever state the test left it in.
 struct Stack {
-    project: String,
-    root: tempfile::TempDir,
+    sb: Sandbox,
     /// Containers and networks a test made outside the project, removed by name at the end.
     extra_containers: Vec<String>,
     extra_networks: Vec<String>,
+}
+
+impl Deref for Stack {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.sb
+    }
 }
 
 impl Stack {
     /// A project on the local images with its own published ports. `extra` is appended to
     /// the settings file.
     fn new(test: &str, extra: &str) -> Stack {
-        let root = tempfile::Builder::new()
-            .prefix("cdq-stack-real-")
-            .tempdir()
-            .expect("tempdir");
         let s = Stack {
-            project: unique(test),
-            root,
+            sb: Sandbox::new("cdqt", test)
+                .flags(&["--images", "local"])
+                .down_on_drop("2"),
             extra_containers: vec![],
             extra_networks: vec![],
         };
@@ -188,16 +101,12 @@ impl Stack {
         s
     }
 
-    fn dir(&self) -> PathBuf {
-        self.root.path().join("deploy")
-    }
-
     fn settings_path(&self) -> PathBuf {
-        self.root.path().join("cdq.yaml")
+        self.config()
     }
 
     fn write_settings(&self, text: &str) {
-        std::fs::write(self.settings_path(), text).unwrap();
+        self.write_config(text);
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -206,47 +115,6 @@ impl Stack {
 
     fn secrets_path(&self) -> PathBuf {
         self.dir().join("secrets.env")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(CDQ);
-        for v in CDQ_ENV {
-            c.env_remove(v);
-        }
-        c.arg("--dir")
-            .arg(self.dir())
-            .arg("--config")
-            .arg(self.settings_path())
-            .args(["-p", &self.project, "--images", "local"])
-            .args(args);
-        c
-    }
-
-    fn cdq(&self, args: &[&str]) -> Out {
-        run(&mut self.command(args))
-    }
-
-    fn spawn(&self, args: &[&str]) -> Running {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning cdq");
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), stdout.clone()),
-            collect(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        Running {
-            child,
-            stdout,
-            stderr,
-            readers,
-            t0: Instant::now(),
-        }
     }
 
     /// `cdq up` with plain progress (stable, timestamped lines to match on).
@@ -258,10 +126,6 @@ impl Stack {
         let o = self.up();
         assert_eq!(o.code, Some(0), "`cdq up` should reach all healthy: {o}");
         o
-    }
-
-    fn label(&self) -> String {
-        format!("label=io.cdq.project={}", self.project)
     }
 
     /// service -> full container id, for every container carrying the project's label.
@@ -301,7 +165,7 @@ impl Stack {
         let mut left = vec![];
         for label in [
             self.label(),
-            format!("label=com.docker.compose.project={}", self.project),
+            format!("label=com.docker.compose.project={}", self.project()),
         ] {
             for l in docker_ok(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
                 .lines()
@@ -341,21 +205,17 @@ impl Stack {
         run(Command::new("docker")
             .env("MYSQL_PWD", self.mysql_password())
             .args(["exec", "-e", "MYSQL_PWD"])
-            .arg(format!("{}-mysql-1", self.project))
+            .arg(format!("{}-mysql-1", self.project()))
             .args(["mysql", "-uroot", "-N", "-B", db, "-e", sql]))
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // cdq first (it knows the stop order); then, whatever cdq left or could not reach,
-        // by label. Errors are ignored: this runs during a panic too.
-        let _ = self.cdq(&["down", "--timeout", "2"]);
-        remove_matching(&self.label());
-        remove_matching(&format!(
-            "label=com.docker.compose.project={}",
-            self.project
-        ));
+        // The sandbox first (`cdq down`, which knows the stop order, then whatever cdq
+        // left or could not reach, by label); then the objects made outside the project.
+        // Errors are ignored: this runs during a panic too.
+        self.sb.teardown();
         for c in &self.extra_containers {
             let _ = docker(&["rm", "-f", "-v", c]);
         }
@@ -387,7 +247,7 @@ fn assert_status_all_healthy(s: &Stack) {
         "`cdq status` exits 0 on a healthy stack: {o}"
     );
     assert_eq!(v["healthy"], true, "{o}");
-    assert_eq!(v["project"], s.project.as_str(), "{o}");
+    assert_eq!(v["project"], s.project(), "{o}");
     let rows = v["services"].as_array().expect("services is a list");
     let names: BTreeSet<String> = rows
         .iter()
@@ -441,7 +301,7 @@ fn full_stack_lifecycle() {
     eprintln!("first up: {:.1}s", o.took.as_secs_f64());
 
     assert_status_all_healthy(&s);
-    let compose = docker(&["compose", "-p", &s.project, "ps", "--format", "json"]);
+    let compose = docker(&["compose", "-p", s.project(), "ps", "--format", "json"]);
     assert_eq!(compose.code, Some(0), "docker compose ps: {compose}");
     // Compose v2 prints one object per line (2.21+) or one array (older): accept both.
     let rows: Vec<serde_json::Value> = match serde_json::from_str(&compose.stdout) {
@@ -465,7 +325,7 @@ fn full_stack_lifecycle() {
     for r in &rows {
         assert_eq!(r["State"], "running", "{r}");
         assert_eq!(r["Health"], "healthy", "{r}");
-        assert_eq!(r["Project"], s.project.as_str(), "{r}");
+        assert_eq!(r["Project"], s.project(), "{r}");
     }
 
     // --- logs ---------------------------------------------------------------------------
@@ -527,7 +387,7 @@ fn full_stack_lifecycle() {
     assert_status_all_healthy(&s);
 
     // --- persistence: a row and the passwords survive down/up -------------------------
-    let token = format!("row-{}", s.project);
+    let token = format!("row-{}", s.project());
     let w = s.sql(
         "cd_server",
         &format!(
@@ -586,8 +446,8 @@ fn full_stack_lifecycle() {
     // --- down removes the project's objects and nothing else --------------------------
     // Look-alikes: a name starting with the project's, our label keys with another
     // project's value, compose's label with another value.
-    let other = format!("{}-other", s.project);
-    let bystander = format!("{}-redis-2", s.project);
+    let other = format!("{}-other", s.project());
+    let bystander = format!("{}-redis-2", s.project());
     s.extra_containers.push(bystander.clone());
     docker_ok(&[
         "create",
@@ -601,7 +461,7 @@ fn full_stack_lifecycle() {
         &format!("com.docker.compose.project={other}"),
         "cdq-local/redis:2-amd64",
     ]);
-    let other_net = format!("{}_default-other", s.project);
+    let other_net = format!("{}_default-other", s.project());
     s.extra_networks.push(other_net.clone());
     docker_ok(&[
         "network",
@@ -705,7 +565,7 @@ fn kill_9_mid_up_leaves_a_resumable_stack() {
 // ---- failures --------------------------------------------------------------------------
 
 fn write_compose(s: &Stack, text: &str) -> PathBuf {
-    let f = s.root.path().join("compose.yaml");
+    let f = s.root().join("compose.yaml");
     std::fs::write(&f, text).unwrap();
     f
 }
@@ -746,7 +606,7 @@ fn service_that_exits_fails_up_at_once() {
         "inspect",
         "-f",
         "{{.State.FinishedAt}}",
-        &format!("{}-quitter-1", s.project),
+        &format!("{}-quitter-1", s.project()),
     ]);
     let lag = ended - unix_seconds(&finished);
     eprintln!("cdq ended {lag:.2}s after the container exited");

@@ -450,7 +450,7 @@ impl FakeEngine {
             .service
             .healthcheck
             .clone()
-            .filter(|h| h.test.first().map(String::as_str) != Some("NONE"))
+            .filter(|h| !h.is_disabled())
             .filter(|_| behavior != Behavior::NoHealthcheck);
         let started_at = rfc3339(self.now_nanos());
         let fc = st.containers.get_mut(id).expect("checked");

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures_util::Stream;
 use serde::Serialize;
 
+use crate::error::CdqError;
 use crate::project::ServiceSpec;
 
 /// Labels cdq puts on everything it creates; they are the source of truth for "ours".
@@ -63,6 +64,25 @@ pub enum EngineError {
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// An engine error as product copy, with the fix where there is one.
+pub fn explain(e: EngineError) -> CdqError {
+    let hint = match &e {
+        EngineError::Unreachable { .. } => {
+            Some("start Docker (`sudo systemctl start docker`), or set `DOCKER_HOST`")
+        }
+        EngineError::PermissionDenied { .. } => Some(
+            "add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again), or run cdq with sudo",
+        ),
+        EngineError::TooOld { .. } => Some("upgrade Docker to 18.09 or newer"),
+        _ => None,
+    };
+    let mut err = CdqError::failure(e.to_string());
+    if let Some(h) = hint {
+        err = err.hint(h);
+    }
+    err
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EngineInfo {

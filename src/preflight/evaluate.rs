@@ -1,23 +1,14 @@
-//! What the enabled stack needs ([`Requirements`], derived from settings, the image catalogue
-//! and the rendered project) and the pure judgement of host [`Facts`] against it.
+//! The pure judgement of host [`Facts`] against what the stack needs ([`Requirements`]).
 //!
 //! Pure: no I/O, no clock, so every check and outcome is a unit test over hand-made facts.
 //! Thresholds that depend on the chosen images (vm.max_map_count, open files, memory) come
 //! from the catalogue (`compose/<arch>.yaml`), not from code here.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-
-use serde::Serialize;
-
-use crate::catalog::Catalog;
 use crate::engine::MIN_API_VERSION;
-use crate::hostip::Decision;
-use crate::project::Project;
-use crate::services::{Arch, Service};
-use crate::settings::{ImageSet, Settings};
+use crate::services::Arch;
 
 use super::facts::{Chown, DockerProblem, Facts, ImageState, PortState};
+use super::requirements::Requirements;
 use super::{Finding, Status};
 
 /// The oldest Docker Engine cdq supports: 18.09 speaks API 1.39 (`MIN_API_VERSION`).
@@ -32,116 +23,6 @@ pub const DATA_WARN_MB: u64 = 10 * 1024;
 /// Docker's root holds the images (about 4 GiB for the official set) and container layers.
 pub const DOCKER_FAIL_MB: u64 = 2 * 1024;
 pub const DOCKER_WARN_MB: u64 = 8 * 1024;
-
-/// A port the rendered project publishes, on the address it binds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PortNeed {
-    pub service: String,
-    pub addr: String,
-    pub port: u16,
-    pub protocol: String,
-}
-
-/// A host setting some enabled images need, with the services that need it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Need {
-    pub value: u64,
-    pub by: Vec<String>,
-}
-
-/// What the enabled stack needs from the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirements {
-    pub arch: Arch,
-    pub services: Vec<String>,
-    pub image_set: String,
-    /// A registry to pull from is configured (a registry prefix image set).
-    pub registry: bool,
-    /// Catalogue memory plus heap, summed over the enabled services.
-    pub memory_mb: u64,
-    pub vm_max_map_count: Option<Need>,
-    pub nofile: Option<Need>,
-    pub ports: Vec<PortNeed>,
-    pub uids: BTreeSet<u32>,
-    /// (service, image reference), as the rendered file runs them.
-    pub images: Vec<(String, String)>,
-    pub data_dir: PathBuf,
-    pub host_ip: Decision,
-    pub explicit_arch: bool,
-    /// Data directories whose contents the chosen images must be able to read.
-    pub data: Vec<super::olddata::DataNeed>,
-}
-
-fn max_need(
-    services: &BTreeSet<Service>,
-    catalog: &Catalog,
-    pick: impl Fn(&crate::catalog::Needs) -> Option<u64>,
-) -> Option<Need> {
-    let with: Vec<(Service, u64)> = services
-        .iter()
-        .filter_map(|s| pick(&catalog.images.get(s)?.needs).map(|v| (*s, v)))
-        .collect();
-    let value = with.iter().map(|(_, v)| *v).max()?;
-    Some(Need {
-        value,
-        by: with.iter().map(|(s, _)| s.name().to_string()).collect(),
-    })
-}
-
-impl Requirements {
-    pub fn derive(
-        s: &Settings,
-        catalog: &Catalog,
-        arch: Arch,
-        host_ip: &Decision,
-        project: &Project,
-    ) -> Requirements {
-        let memory_mb = s
-            .services
-            .iter()
-            .map(|svc| {
-                catalog.images.get(svc).map_or(0, |i| i.memory_mb)
-                    + s.heap_mb.get(svc).copied().unwrap_or(0)
-            })
-            .sum();
-        let ports = project
-            .services
-            .iter()
-            .flat_map(|(name, spec)| {
-                spec.ports.iter().map(move |p| PortNeed {
-                    service: name.clone(),
-                    addr: p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into()),
-                    port: p.host_port,
-                    protocol: p.protocol.clone(),
-                })
-            })
-            .collect();
-        Requirements {
-            arch,
-            services: s.services.iter().map(|x| x.name().to_string()).collect(),
-            image_set: s.images.to_string(),
-            registry: matches!(s.images, ImageSet::Registry(_)),
-            memory_mb,
-            vm_max_map_count: max_need(&s.services, catalog, |n| n.vm_max_map_count),
-            nofile: max_need(&s.services, catalog, |n| n.nofile),
-            ports,
-            uids: s
-                .services
-                .iter()
-                .filter_map(|svc| catalog.images.get(svc).map(|i| i.uid))
-                .collect(),
-            images: project
-                .services
-                .iter()
-                .map(|(n, spec)| (n.clone(), spec.image.clone()))
-                .collect(),
-            data_dir: s.data_dir.clone(),
-            host_ip: host_ip.clone(),
-            explicit_arch: s.arch.is_some(),
-            data: super::olddata::needs(s, catalog, project),
-        }
-    }
-}
 
 fn finding(
     id: impl Into<String>,
@@ -753,9 +634,12 @@ fn host_ip_check(f: &Facts) -> Finding {
 mod tests {
     use super::super::facts::{DirProbe, ImageProbe, IpProbe, PortProbe};
     use super::super::report;
+    use super::super::requirements::{HostNeed, PortNeed};
     use super::*;
     use crate::engine::EngineInfo;
+    use crate::hostip::Decision;
     use crate::hostip::Source;
+    use std::collections::BTreeSet;
 
     fn req() -> Requirements {
         Requirements {
@@ -764,11 +648,11 @@ mod tests {
             image_set: "official".into(),
             registry: false,
             memory_mb: 4096,
-            vm_max_map_count: Some(Need {
+            vm_max_map_count: Some(HostNeed {
                 value: 262144,
                 by: vec!["elasticsearch".into()],
             }),
-            nofile: Some(Need {
+            nofile: Some(HostNeed {
                 value: 65536,
                 by: vec!["elasticsearch".into(), "kafka".into()],
             }),

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::engine::{Engine, EngineError, EngineInfo};
 use crate::hostip;
 
-use super::evaluate::{PortNeed, Requirements};
+use super::requirements::{PortNeed, Requirements};
 
 /// Why the engine could not be asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

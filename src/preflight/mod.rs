@@ -2,8 +2,7 @@
 //! created, each with the exact fix.
 //!
 //! Owns the flow `requirements (pure) -> facts (I/O, gathered once) -> evaluate (pure) ->
-//! report (pure text)`, the `cdq preflight` command, and [`check_for_up`], the same checks
-//! `cdq up` runs first.
+//! report (pure text)`; `cdq preflight` and `cdq up` both call [`findings`].
 //!
 //! Must not: create or change anything (no directory, no file, no container, no network:
 //! `cdq up` on a failing host must leave nothing behind), print other than through `ui`, or
@@ -13,18 +12,19 @@ pub mod evaluate;
 pub mod facts;
 pub mod olddata;
 pub mod report;
+pub mod requirements;
 
 use serde::Serialize;
 
-use crate::cli::Target;
-use crate::commands::{self, Ctx, Rendered, SecretsMode};
+use crate::context::Context;
 use crate::engine::{Engine, EngineError};
 use crate::error::CdqError;
-use crate::interpolate::Vars;
-use crate::project::{self, Project};
+use crate::kit::Rendered;
+use crate::project::Project;
 
-pub use evaluate::{Requirements, evaluate};
+pub use evaluate::evaluate;
 pub use facts::Facts;
+pub use requirements::Requirements;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,93 +78,18 @@ pub fn stopped(findings: &[Finding], strict: bool) -> CdqError {
     .hint("fix what the table above says, or pass `--skip-preflight` to start anyway")
 }
 
-/// Parses the rendered compose file in memory, with the rendered `.env` and the process
-/// environment (as `project::load` does for a written one).
-pub fn project_of(ctx: &Ctx, rendered: &Rendered) -> anyhow::Result<Project> {
-    let dir = &ctx.settings.deploy_dir;
-    let name = crate::render::compose_file_name(rendered.arch);
-    let text_of = |rel: &str| {
-        rendered
-            .files
-            .iter()
-            .find(|f| f.rel.as_os_str() == rel)
-            .map(|f| f.contents.as_str())
-    };
-    let compose = text_of(&name)
-        .ok_or_else(|| CdqError::failure(format!("the render produced no `{name}`")))?;
-    let vars = Vars::from_dotenv(text_of(".env").unwrap_or(""), std::env::vars());
-    Ok(project::parse(
-        &dir.join(&name),
-        dir,
-        compose,
-        &vars,
-        &ctx.settings.project,
-    )?)
-}
-
-/// The checks `cdq up` runs before creating anything. Creates nothing itself.
-pub async fn check_for_up<E: Engine>(
-    ctx: &Ctx,
-    engine: &E,
+/// Every check for the rendered stack on this host. An engine that cannot be reached is a
+/// finding, not an error. Creates nothing.
+pub async fn findings<E: Engine>(
+    ctx: &Context,
+    engine: Result<&E, EngineError>,
     rendered: &Rendered,
     project: &Project,
 ) -> anyhow::Result<Vec<Finding>> {
-    Ok(findings(ctx, Ok(engine), rendered, project).await)
-}
-
-async fn findings<E: Engine>(
-    ctx: &Ctx,
-    engine: Result<&E, EngineError>,
-    rendered: &Rendered,
-    project: &Project,
-) -> Vec<Finding> {
-    let req = Requirements::derive(
-        &ctx.settings,
-        &rendered.catalog,
-        rendered.arch,
-        &rendered.ip,
-        project,
-    );
+    let ip = ctx.ip.as_ref().ok_or_else(|| {
+        CdqError::failure("internal: the host IP was not decided before preflight")
+    })?;
+    let req = Requirements::derive(&ctx.settings, &rendered.catalog, ctx.arch, ip, project);
     let facts = facts::gather(engine, &req, &project.name).await;
-    evaluate(&facts, &req)
-}
-
-/// `cdq preflight`: prints the findings (table, or JSON with `--json`) and returns the exit
-/// code: 0 when nothing failed, 3 when something did (WARN too under `--strict`).
-pub async fn run<E: Engine>(
-    ctx: &Ctx,
-    target: &Target,
-    engine: Result<&E, EngineError>,
-    json: bool,
-    strict: bool,
-) -> anyhow::Result<i32> {
-    let (rendered, _) = commands::render_kit(ctx, target, SecretsMode::ReadOnly)?;
-    let project = project_of(ctx, &rendered)?;
-    let list = findings(ctx, engine, &rendered, &project).await;
-    let stop = failed(&list, strict);
-    if json {
-        ctx.ui.out(report::json(&list, strict)?);
-    } else {
-        ctx.ui.out(report::table(&list));
-        ctx.ui.info(report::summary(&list, strict));
-    }
-    Ok(if stop {
-        crate::error::Kind::Preflight.exit_code()
-    } else {
-        0
-    })
-}
-
-/// `cdq preflight` from the synchronous command dispatch: connects to the local Docker
-/// daemon (a failure to connect is a finding, not an error) and runs [`run`].
-pub fn preflight_cmd(ctx: &Ctx, target: &Target, json: bool, strict: bool) -> anyhow::Result<i32> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        match crate::engine::docker::Docker::connect().await {
-            Ok(d) => run(ctx, target, Ok(&d), json, strict).await,
-            Err(e) => run::<crate::engine::docker::Docker>(ctx, target, Err(e), json, strict).await,
-        }
-    })
+    Ok(evaluate(&facts, &req))
 }

@@ -1,0 +1,153 @@
+//! `cdq bundle save|load` and the load step of `cdq up --bundle`: what they print.
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::{self, LoadReport, SaveReport, Want, short};
+use crate::cli::BundleAction;
+use crate::context::{Context, host_arch};
+use crate::engine::Engine;
+use crate::services::Arch;
+use crate::settings::Settings;
+use crate::ui::{Ui, human_bytes};
+
+/// `cdq bundle save|load`.
+pub fn run(settings: Settings, ui: &Ui, action: BundleAction) -> anyhow::Result<i32> {
+    let rt = super::runtime()?;
+    match action {
+        BundleAction::Save { output, .. } => {
+            let ctx = Context::new(settings)?;
+            let arch = ctx.arch;
+            let images: Vec<(String, String)> = ctx
+                .images()?
+                .into_iter()
+                .map(|(svc, image)| (svc.name().to_string(), image))
+                .collect();
+            let out = output.unwrap_or_else(|| PathBuf::from(format!("cdq-images-{arch}.bundle")));
+            let report = rt.block_on(async {
+                let engine = super::connect().await?;
+                bundle::save(&engine, &images, arch, &out, ui).await
+            })?;
+            for l in describe_save(&report) {
+                ui.info(l);
+            }
+            Ok(0)
+        }
+        BundleAction::Load { file, arch } => {
+            let want = want(arch.map(super::arch_of), "was given")?;
+            let report = rt.block_on(async {
+                let engine = super::connect().await?;
+                bundle::load(&engine, &file, &want, false, ui).await
+            })?;
+            for l in describe_load(&report, false) {
+                ui.info(l);
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The architecture a bundle must hold: the flag's, else the host's.
+fn want(flag: Option<Arch>, how: &str) -> anyhow::Result<Want> {
+    if let Some(a) = flag {
+        return Ok(Want {
+            arch: a,
+            because: format!("`--arch {a}` {how}"),
+        });
+    }
+    let host = host_arch()?;
+    Ok(Want {
+        arch: host,
+        because: format!("this host is {host}"),
+    })
+}
+
+/// `cdq up --bundle FILE`: loads (or, on a dry run, verifies) before anything else.
+pub async fn load_for_up<E: Engine>(
+    ctx: &Context,
+    ui: &Ui,
+    engine: &E,
+    file: &Path,
+    explicit_arch: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let want = match explicit_arch {
+        true => want(Some(ctx.arch), "was given")?,
+        false => match ctx.settings.arch {
+            Some(a) => Want {
+                arch: a,
+                because: format!("the deploy is for {a} (`arch` in the settings)"),
+            },
+            None => want(None, "")?,
+        },
+    };
+    let report = bundle::load(engine, file, &want, dry_run, ui).await?;
+    for l in describe_load(&report, dry_run) {
+        ui.info(l);
+    }
+    Ok(())
+}
+
+/// One line per image for `cdq bundle save`.
+pub fn describe_save(r: &SaveReport) -> Vec<String> {
+    let mut lines: Vec<String> = r
+        .manifest
+        .images
+        .iter()
+        .map(|i| {
+            format!(
+                "  {}  {}  {}",
+                i.reference,
+                short(&i.id),
+                human_bytes(i.size)
+            )
+        })
+        .collect();
+    lines.push(format!(
+        "saved {} {} images to `{}`: {} ({} as a docker save tar; {} distinct blobs) in {:.1}s",
+        r.manifest.images.len(),
+        r.manifest.arch,
+        r.path.display(),
+        human_bytes(r.bytes),
+        human_bytes(r.tar_bytes),
+        r.manifest.blobs.len(),
+        r.elapsed.as_secs_f64()
+    ));
+    lines
+}
+
+/// What `cdq bundle load` prints.
+pub fn describe_load(r: &LoadReport, dry_run: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    for i in &r.present {
+        lines.push(format!("  present  {}  {}", i.reference, short(&i.id)));
+    }
+    let verb = if dry_run { "would load" } else { "loaded" };
+    for i in &r.loaded {
+        let note = if r.replaced.contains(&i.reference) {
+            " (the tag pointed at another image before)"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "  {verb:<8} {}  {}{note}",
+            i.reference,
+            short(&i.id)
+        ));
+    }
+    if r.loaded.is_empty() {
+        lines.push(format!(
+            "all {} images already present; nothing loaded ({:.2}s)",
+            r.present.len(),
+            r.elapsed.as_secs_f64()
+        ));
+    } else {
+        lines.push(format!(
+            "{verb} {} images ({}), {} already present, in {:.1}s",
+            r.loaded.len(),
+            human_bytes(r.bytes),
+            r.present.len(),
+            r.elapsed.as_secs_f64()
+        ));
+    }
+    lines
+}

@@ -1,0 +1,164 @@
+//! `cdq up`: (bundle load) -> render in memory -> preflight -> lock -> render to disk ->
+//! observe and plan -> execute with health-gated start -> report. Everything before the
+//! lock writes nothing: a host that fails preflight keeps no trace.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::ProgressMode;
+use crate::confighash::Overlay;
+use crate::context::Context;
+use crate::error::Kind;
+use crate::execute::{Outcome, Progress};
+use crate::kit::{self, SecretsMode};
+use crate::ops::up as ops;
+use crate::preflight;
+use crate::project;
+use crate::secrets::Scrubber;
+use crate::settings::Settings;
+use crate::ui::{self, Ui};
+
+pub struct Args {
+    pub ip: Option<IpAddr>,
+    /// `--arch` (or `CDQ_ARCH`) was given, rather than read from the settings.
+    pub explicit_arch: bool,
+    pub dry_run: bool,
+    pub skip_preflight: bool,
+    pub progress: ProgressMode,
+    pub compose: Option<PathBuf>,
+    /// The deadline of services outside the catalogue (`--deadline`).
+    pub deadline: Option<Duration>,
+    /// An offline bundle to load before anything else.
+    pub bundle: Option<PathBuf>,
+}
+
+pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
+    // A given compose file is deployed as it is: nothing is rendered, no IP is needed.
+    let ctx = match a.compose {
+        Some(_) => Context::new(settings)?,
+        None => super::rendering_context(settings, ui, a.ip)?,
+    };
+    super::runtime()?.block_on(up(&ctx, ui, a))
+}
+
+async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
+    let t0 = Instant::now();
+    let s = &ctx.settings;
+    let engine = Arc::new(super::connect().await?);
+    if let Some(b) = &a.bundle {
+        super::bundle::load_for_up(ctx, ui, &*engine, b, a.explicit_arch, a.dry_run).await?;
+    }
+
+    let rendered = match &a.compose {
+        Some(_) => None,
+        None => Some(kit::render(ctx, SecretsMode::ReadOnly)?.0),
+    };
+    let preview = match (&a.compose, &rendered) {
+        (Some(f), _) => project::load(&kit::absolute(f), &s.project)?,
+        (None, Some(r)) => r.project(ctx)?,
+        (None, None) => unreachable!("either a compose file or a render"),
+    };
+    if a.skip_preflight {
+        ui.warn("preflight skipped (--skip-preflight): problems on this host will show up as failed services");
+    } else if let Some(r) = &rendered {
+        let findings = preflight::findings(ctx, Ok(&*engine), r, &preview).await?;
+        if preflight::failed(&findings, false) {
+            ui.out(preflight::report::table(&findings));
+            return Err(preflight::stopped(&findings, false).into());
+        }
+    }
+
+    if a.dry_run {
+        let overlay: Overlay = rendered
+            .iter()
+            .flat_map(|r| {
+                r.files
+                    .iter()
+                    .map(|f| (s.deploy_dir.join(&f.rel), f.contents.as_bytes().to_vec()))
+            })
+            .collect();
+        let observed = ops::observe(&*engine, &preview, &overlay).await?;
+        ui.out(observed.plan.to_string());
+        return Ok(0);
+    }
+
+    let _lock = crate::lock::acquire(&s.deploy_dir)?;
+    let project = match &a.compose {
+        Some(f) => project::load(&kit::absolute(f), &s.project)?,
+        None => {
+            let (r, change) = kit::render(ctx, SecretsMode::Ensure)?;
+            let report = kit::write(ctx, &r)?;
+            super::render::report_render(ctx, ui, &change, &report);
+            project::load(&r.compose_path, &s.project)?
+        }
+    };
+    let observed = ops::observe(&*engine, &project, &Overlay::new()).await?;
+    if observed.is_current() {
+        ui.info(format!(
+            "nothing to change: {} services up to date ({:.2}s)",
+            observed.plan.steps.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+        return Ok(0);
+    }
+    if !observed.plan.is_noop() {
+        ui.info(observed.plan.to_string().trim_end());
+    }
+
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = cancel_tx.send(true);
+            eprintln!("\ninterrupted: stopping the wait (press Ctrl-C again to quit at once)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(Kind::Interrupted.exit_code());
+            }
+        }
+    });
+    let names = observed.services();
+    let scrubber = Scrubber::for_deploy_dir(&s.deploy_dir)?;
+    let progress = progress_sink(a.progress, &names, scrubber.clone());
+    let result = ops::converge(
+        engine.clone(),
+        &project,
+        &observed,
+        ops::options(s, a.deadline),
+        progress.clone(),
+        cancel_rx,
+    )
+    .await;
+    drop(progress);
+    signals.abort();
+    let outcome = result?;
+    if let Outcome::Failed(failures) = &outcome {
+        for f in failures {
+            eprint!("{}", scrubber.scrub(&ui::failure_report(f)));
+        }
+    }
+    match ops::outcome_error(&outcome) {
+        None => {
+            ui.info(format!(
+                "{} services healthy in {:.1}s",
+                names.len(),
+                t0.elapsed().as_secs_f64()
+            ));
+            Ok(0)
+        }
+        Some(e) => Err(e.into()),
+    }
+}
+
+fn progress_sink(mode: ProgressMode, services: &[String], scrubber: Scrubber) -> Arc<dyn Progress> {
+    use std::io::IsTerminal;
+    match mode {
+        ProgressMode::Json => Arc::new(ui::JsonProgress::new(scrubber)),
+        ProgressMode::Plain => Arc::new(ui::PlainProgress::new(scrubber)),
+        ProgressMode::Tty => Arc::new(ui::TtyProgress::new(services, scrubber)),
+        ProgressMode::Auto if std::io::stderr().is_terminal() => {
+            Arc::new(ui::TtyProgress::new(services, scrubber))
+        }
+        ProgressMode::Auto => Arc::new(ui::PlainProgress::new(scrubber)),
+    }
+}
