@@ -96,6 +96,9 @@ impl Catalog {
             })?;
             let (image, needs) = match (set, versions.refs.get(&s)) {
                 (ImageSet::Local, _) => (e.local.image.clone(), e.local.needs.clone()),
+                (ImageSet::LocalRegistry(registry), _) => {
+                    (registry.rewrite(&e.local.image), e.local.needs.clone())
+                }
                 (_, Some(whole)) => (whole.clone(), e.official.needs.clone()),
                 (ImageSet::Official, None) => (
                     with_tag(&e.official.image, versions.tag(s)),

@@ -19,6 +19,9 @@ pub enum Kind {
     Unhealthy,
     /// Another cdq holds the deploy directory.
     Locked,
+    /// A registry refused or could not serve a pull or push (unreachable, TLS, 401, not
+    /// found, no variant for the architecture, disk full).
+    Registry,
     /// Ctrl-C.
     Interrupted,
 }
@@ -31,6 +34,7 @@ impl Kind {
             Kind::Preflight => 3,
             Kind::Unhealthy => 4,
             Kind::Locked => 5,
+            Kind::Registry => 6,
             Kind::Interrupted => 130,
         }
     }

@@ -10,6 +10,8 @@ mod down;
 mod images;
 mod logs;
 mod preflight;
+mod pull;
+mod push;
 mod render;
 mod status;
 mod up;
@@ -33,7 +35,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Up { target, .. }
         | Command::Render { target, .. }
         | Command::Preflight { target, .. } => target.arch,
-        Command::Images { arch, .. } => *arch,
+        Command::Images { arch, .. }
+        | Command::Pull { arch, .. }
+        | Command::Push { arch, .. } => *arch,
         Command::Bundle {
             action: BundleAction::Save { arch, .. },
         } => *arch,
@@ -44,6 +48,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         config: g.config.clone(),
         project: g.project.clone(),
         images: g.images.clone(),
+        registry: g.registry.clone(),
         arch: target_arch.map(arch_of),
         data_dir: g.data_dir.clone(),
         templates: g.templates.clone(),
@@ -65,6 +70,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             compose,
             deadline,
             bundle,
+            pull,
         } => up::run(
             settings,
             &ui,
@@ -77,8 +83,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 compose,
                 deadline,
                 bundle,
+                pull: pull::policy(pull),
             },
         ),
+        Command::Pull {
+            services,
+            always,
+            progress,
+            ..
+        } => pull::run(Context::new(settings)?, &ui, services, always, progress),
+        Command::Push {
+            bundle, progress, ..
+        } => push::run(Context::new(settings)?, &ui, bundle, progress),
         Command::Down {
             purge,
             timeout,
