@@ -192,7 +192,7 @@ pub async fn pull<E: Engine>(
             })
             .await;
             match r {
-                Ok(()) => Ok(()),
+                Ok(()) => check_arch(engine, w, arch, auth).await,
                 Err(e) => Err(explain_pull(engine, w, arch, e, auth, origin).await),
             }
         }
@@ -254,6 +254,43 @@ where
     }
 }
 
+/// Docker 20.10 pulls a single-platform tag whatever platform was asked for; what arrived
+/// must be for `arch`, or the pull failed as one with no variant for it.
+async fn check_arch<E: Engine>(
+    engine: &E,
+    w: &Want,
+    arch: Arch,
+    auth: Option<RegistryAuth>,
+) -> anyhow::Result<()> {
+    let got = engine
+        .image(&w.reference)
+        .await
+        .map_err(crate::engine::explain)?;
+    match got {
+        Some(i) if i.arch != arch.to_string() => {
+            let has = engine
+                .registry_platforms(&w.reference, auth)
+                .await
+                .ok()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| vec![format!("{}/{}", i.os, i.arch)]);
+            Err(no_variant(&w.reference, arch, &has.join(", ")).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn no_variant(r: &str, arch: Arch, has: &str) -> CdqError {
+    let host = registry::host(r);
+    CdqError::new(
+        Kind::Registry,
+        format!("`{r}` on the registry `{host}` has no linux/{arch} variant (it has: {has})"),
+    )
+    .hint(format!(
+        "push the {arch} image under that tag (`cdq push --arch {arch}` on a machine that has it), or deploy the architecture it has with `--arch`"
+    ))
+}
+
 /// A failed pull as product copy: what went wrong at which registry, the daemon's words as
 /// the cause, and the fix.
 async fn explain_pull<E: Engine>(
@@ -277,13 +314,7 @@ async fn explain_pull<E: Engine>(
                 .await
                 .map(|p| p.join(", "))
                 .unwrap_or_else(|_| "unknown".into());
-            CdqError::new(
-                Kind::Registry,
-                format!("`{r}` on the registry `{host}` has no linux/{arch} variant (it has: {has})"),
-            )
-            .hint(format!(
-                "push the {arch} image under that tag (`cdq push --arch {arch}` on a machine that has it), or deploy the architecture it has with `--arch`"
-            ))
+            no_variant(r, arch, &has)
         }
         _ => registry_error(problem, "pull", r, host, origin),
     };

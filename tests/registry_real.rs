@@ -1,0 +1,347 @@
+//! Real-registry tests of `cdq push`, `cdq pull`, `cdq up --pull` and `cdq bundle save
+//! --arch` (issue 13's must-shows), against Debian's `docker-registry` (the CNCF
+//! distribution registry) that each test starts on 127.0.0.1:<free port> with its own config,
+//! htpasswd file (bcrypt, from `htpasswd -Bbn`) and storage in a temporary directory. Docker
+//! trusts loopback registries over plain HTTP, so no daemon setting changes.
+//!
+//! Credentials reach cdq the way Docker's own do: a `DOCKER_CONFIG` directory of the test's
+//! with an `auths` entry. Every local tag a test makes is under `127.0.0.1:<its port>/`, so
+//! it touches no reference anyone else uses; a [`Registry`] removes those tags and stops the
+//! registry on drop, pass or fail, and each test's [`Sandbox`] removes what carries its label.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::{Sandbox, docker, docker_ok, free_ports, run};
+
+const USER: &str = "cdq";
+const PASSWORD: &str = "s3cret-cdq-test";
+
+fn image_id(reference: &str) -> Option<String> {
+    let o = docker(&["image", "inspect", "--format", "{{.Id}}", reference]);
+    (o.code == Some(0)).then(|| o.stdout.trim().to_string())
+}
+
+/// A `docker-registry` on 127.0.0.1:<port> behind htpasswd, and the docker config holding
+/// its credentials.
+struct Registry {
+    port: u16,
+    root: tempfile::TempDir,
+    child: Child,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let bin = Path::new("/usr/bin/docker-registry");
+        assert!(
+            bin.exists(),
+            "`/usr/bin/docker-registry` is missing\nhint: scripts/setup.sh installs Debian's docker-registry and apache2-utils"
+        );
+        let root = tempfile::Builder::new()
+            .prefix("cdq-registry-")
+            .tempdir()
+            .unwrap();
+        let hash = Command::new("htpasswd")
+            .args(["-Bbn", USER, PASSWORD])
+            .output()
+            .expect("htpasswd (apache2-utils) runs");
+        assert!(hash.status.success(), "htpasswd failed");
+        std::fs::write(root.path().join("htpasswd"), &hash.stdout).unwrap();
+        let [port] = free_ports::<1>();
+        let config = format!(
+            "version: 0.1\nlog: {{ level: warn }}\nstorage: {{ filesystem: {{ rootdirectory: {data} }} }}\nhttp: {{ addr: 127.0.0.1:{port}, secret: cdq-test }}\nauth: {{ htpasswd: {{ realm: cdq-test, path: {pw} }} }}\n",
+            data = root.path().join("data").display(),
+            pw = root.path().join("htpasswd").display(),
+        );
+        std::fs::write(root.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(root.path().join("registry.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(root.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        let r = Registry { port, root, child };
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the registry did not listen on {port}: {}",
+                std::fs::read_to_string(r.root.path().join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r.write_docker_config(PASSWORD);
+        r
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `DOCKER_CONFIG` for cdq and the docker CLI: an `auths` entry with `password`.
+    fn docker_config(&self) -> PathBuf {
+        self.root.path().join("docker")
+    }
+
+    fn write_docker_config(&self, password: &str) {
+        std::fs::create_dir_all(self.docker_config()).unwrap();
+        let auth =
+            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+        std::fs::write(
+            self.docker_config().join("config.json"),
+            format!("{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}", self.host()),
+        )
+        .unwrap();
+    }
+
+    /// A sandbox whose cdq reads this registry's credentials.
+    fn sandbox(&self, test: &str) -> Sandbox {
+        let s = Sandbox::new("cdqt", test)
+            .env("DOCKER_CONFIG", self.docker_config().to_str().unwrap())
+            .down_on_drop("5");
+        std::fs::create_dir(s.dir()).unwrap();
+        s
+    }
+
+    /// `docker ARGS` with this registry's credentials.
+    fn docker(&self, args: &[&str]) -> common::Out {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_CONFIG", self.docker_config()).args(args);
+        run(&mut c)
+    }
+
+    /// Every local tag under this registry, to untag.
+    fn local_tags(&self) -> Vec<String> {
+        docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .lines()
+            .filter(|l| l.starts_with(&format!("{}/", self.host())))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn untag_all(&self) {
+        for t in self.local_tags() {
+            let _ = docker(&["rmi", &t]);
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.untag_all();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 13's first must-show: `cdq --images local --registry R push` fills the registry;
+/// with the local copies removed, `cdq up` pulls and reaches healthy, and the pulled image is
+/// the pushed one (same id).
+#[test]
+fn push_then_up_pulls_from_a_registry_behind_htpasswd() {
+    let reg = Registry::start();
+    let prefix = format!("{}/cd", reg.host());
+    let s = reg
+        .sandbox("regup")
+        .flags(&["--images", "local", "--registry", &prefix]);
+    s.write_config("services: [redis]\n");
+    let kit = image_id("cdq-local/redis:2-amd64")
+        .expect("the kit image `cdq-local/redis:2-amd64` is missing: run scripts/build-local-images.sh");
+
+    let push = s.cdq(&["push", "--arch", "amd64", "--progress", "plain"]);
+    assert_eq!(push.code, Some(0), "{push}");
+    let target = format!("{prefix}/cdq-local/redis:2-amd64");
+    assert!(
+        push.stderr
+            .contains(&format!("pushed 1 amd64 images to `{prefix}`")),
+        "{push}"
+    );
+    assert!(!push.stderr.contains(PASSWORD) && !push.stdout.contains(PASSWORD));
+
+    reg.untag_all();
+    assert_eq!(image_id(&target), None, "the local copy is gone");
+
+    let up = s.cdq(&[
+        "up",
+        "--ip",
+        "127.0.0.1",
+        "--arch",
+        "amd64",
+        "--progress",
+        "plain",
+    ]);
+    assert_eq!(up.code, Some(0), "{up}");
+    assert!(up.stderr.contains("pulling 1 image for amd64"), "{up}");
+    assert!(up.stderr.contains(&format!("pulled {target}: done")), "{up}");
+    assert_eq!(image_id(&target), Some(kit), "the pulled image is the pushed one");
+    assert!(!up.stderr.contains(PASSWORD) && !up.stdout.contains(PASSWORD));
+    let status = s.cdq(&["status", "--json"]);
+    assert!(status.stdout.contains("\"healthy\""), "{status}");
+}
+
+/// A wrong password: exit 6, the message names the registry and `docker login`, no
+/// container or file is created, the password is not printed.
+#[test]
+fn a_wrong_password_names_the_registry_and_creates_nothing() {
+    let reg = Registry::start();
+    let prefix = format!("{}/cd", reg.host());
+    let s = reg
+        .sandbox("regauth")
+        .flags(&["--images", "local", "--registry", &prefix]);
+    s.write_config("services: [redis]\n");
+    assert_eq!(
+        s.cdq(&["push", "--arch", "amd64", "--progress", "plain"]).code,
+        Some(0)
+    );
+    reg.untag_all();
+    reg.write_docker_config("not-the-password");
+
+    let up = s.cdq(&["up", "--ip", "127.0.0.1", "--arch", "amd64", "--progress", "plain"]);
+    assert_eq!(up.code, Some(6), "{up}");
+    let host = reg.host();
+    assert!(
+        up.stderr.contains(&format!(
+            "error: the registry `{host}` refused to let this host pull `{prefix}/cdq-local/redis:2-amd64` (401: no or wrong credentials)\n"
+        )),
+        "{up}"
+    );
+    assert!(
+        up.stderr.ends_with(&format!(
+            "hint: log in with `docker login {host}` (cdq reads the same credentials), then run cdq again\n"
+        )),
+        "{up}"
+    );
+    assert!(!up.stderr.contains("not-the-password") && !up.stdout.contains("not-the-password"));
+    assert_eq!(s.labelled(), Vec::<String>::new(), "no container, no network");
+    assert!(!s.dir().join("docker-compose.amd64.yaml").exists(), "nothing rendered to disk");
+}
+
+/// A missing tag, a missing architecture and an unreachable host: exit 6 each, with the
+/// registry and the fix, and nothing created.
+#[test]
+fn missing_tag_missing_arch_and_unreachable_host() {
+    let reg = Registry::start();
+    let host = reg.host();
+
+    // Not pushed: the reference and the settings that produced it.
+    let s = reg
+        .sandbox("regmiss")
+        .flags(&["--images", "local", "--registry", &format!("{host}/nothere")]);
+    s.write_config("services: [redis]\n");
+    let o = s.cdq(&["pull", "--arch", "amd64", "--progress", "plain"]);
+    assert_eq!(o.code, Some(6), "{o}");
+    assert!(
+        o.stderr.contains(&format!(
+            "error: `{host}/nothere/cdq-local/redis:2-amd64` is not on the registry `{host}`\n"
+        )),
+        "{o}"
+    );
+    assert!(
+        o.stderr
+            .contains("hint: the reference comes from the image set `local from "),
+        "{o}"
+    );
+    let up = s.cdq(&["up", "--ip", "127.0.0.1", "--arch", "amd64", "--progress", "plain"]);
+    assert_eq!(up.code, Some(6), "{up}");
+    assert_eq!(s.labelled(), Vec::<String>::new());
+
+    // Only amd64 under the tag: a pull for arm64 names the architectures it has.
+    let single = format!("{host}/cdqt/redis:2-amd64-only");
+    assert_eq!(reg.docker(&["tag", "cdq-local/redis:2-amd64", &single]).code, Some(0));
+    let p = reg.docker(&["push", &single]);
+    assert_eq!(p.code, Some(0), "{p}");
+    reg.untag_all();
+    let s2 = reg.sandbox("regarch").flags(&["--images", "official"]);
+    s2.write_config(&format!("services: [redis]\nimage_refs: {{ redis: {single} }}\n"));
+    let o = s2.cdq(&["pull", "--arch", "arm64", "--progress", "plain"]);
+    assert_eq!(o.code, Some(6), "{o}");
+    assert!(
+        o.stderr.contains(&format!(
+            "error: `{single}` on the registry `{host}` has no linux/arm64 variant (it has: linux/amd64)\n"
+        )),
+        "{o}"
+    );
+
+    // Nothing listens there.
+    let [dead] = free_ports::<1>();
+    let s3 = reg
+        .sandbox("regdead")
+        .flags(&["--images", "local", "--registry", &format!("127.0.0.1:{dead}/cd")]);
+    s3.write_config("services: [redis]\n");
+    let up = s3.cdq(&["up", "--ip", "127.0.0.1", "--arch", "amd64", "--progress", "plain"]);
+    assert_eq!(up.code, Some(6), "{up}");
+    assert!(
+        up.stderr.contains(&format!(
+            "error: cannot reach the registry `127.0.0.1:{dead}` to pull `127.0.0.1:{dead}/cd/cdq-local/redis:2-amd64`\n"
+        )),
+        "{up}"
+    );
+    assert!(up.stderr.contains("connection refused"), "{up}");
+    assert_eq!(s3.labelled(), Vec::<String>::new());
+}
+
+/// Issue 13's bundle must-show: a multi-arch tag (amd64 and arm64 kit images, assembled with
+/// buildah), `cdq bundle save --arch arm64` on this amd64 host pulls the arm64 variant and
+/// bundles it; `cdq bundle load` restores the same image.
+#[test]
+fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
+    assert_eq!(std::env::consts::ARCH, "x86_64", "this test needs an amd64 host");
+    common::ensure_arm64_kit(&["redis"]);
+    let reg = Registry::start();
+    let host = reg.host();
+    let tag = format!("{host}/cdqt/redis:7.2.11");
+    for arch in ["amd64", "arm64"] {
+        let one = format!("{tag}-{arch}");
+        assert_eq!(
+            reg.docker(&["tag", &format!("cdq-local/redis:2-{arch}"), &one]).code,
+            Some(0)
+        );
+        let p = reg.docker(&["push", &one]);
+        assert_eq!(p.code, Some(0), "{p}");
+    }
+    reg.untag_all();
+    // buildah assembles the list from the two pushed manifests (cdq push pushes one
+    // architecture per run).
+    let list = format!("cdqt-list-{}", reg.port);
+    let creds = format!("{USER}:{PASSWORD}");
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.env("BUILDAH_ISOLATION", "chroot").args(args);
+        run(&mut c)
+    };
+    assert_eq!(buildah(&["manifest", "create", &list]).code, Some(0));
+    for arch in ["amd64", "arm64"] {
+        let o = buildah(&[
+            "manifest", "add", "--creds", &creds, "--tls-verify=false", &list,
+            &format!("docker://{tag}-{arch}"),
+        ]);
+        assert_eq!(o.code, Some(0), "{o}");
+    }
+    let o = buildah(&[
+        "manifest", "push", "--all", "--creds", &creds, "--tls-verify=false", &list,
+        &format!("docker://{tag}"),
+    ]);
+    let _ = buildah(&["manifest", "rm", &list]);
+    assert_eq!(o.code, Some(0), "{o}");
+
+    let s = reg.sandbox("regbundle").flags(&["--images", "official"]);
+    s.write_config(&format!("services: [redis]\nimage_refs: {{ redis: {tag} }}\n"));
+    let bundle = s.root().join("arm64.bundle");
+    let save = s.cdq(&["bundle", "save", "--arch", "arm64", "-o", bundle.to_str().unwrap()]);
+    assert_eq!(save.code, Some(0), "{save}");
+    assert!(save.stderr.contains("pulled 1 arm64 images for the bundle"), "{save}");
+    assert!(save.stderr.contains("saved 1 arm64 images"), "{save}");
+    let arm = image_id("cdq-local/redis:2-arm64").unwrap();
+    assert_eq!(image_id(&tag), Some(arm.clone()), "the arm64 variant was pulled");
+
+    reg.untag_all();
+    let load = s.cdq(&["bundle", "load", "--arch", "arm64", bundle.to_str().unwrap()]);
+    assert_eq!(load.code, Some(0), "{load}");
+    assert_eq!(image_id(&tag), Some(arm), "the load restored the same image");
+}
