@@ -133,7 +133,8 @@ mod tests {
     #[test]
     fn a_typed_context_decides_the_code_and_the_hint() {
         let err = anyhow::anyhow!("no basic auth credentials").context(
-            CdqError::new(Kind::Registry, "the registry `h:5000` refused").hint("`docker login h:5000`"),
+            CdqError::new(Kind::Registry, "the registry `h:5000` refused")
+                .hint("`docker login h:5000`"),
         );
         assert_eq!(exit_code(&err), 6);
         assert_eq!(

@@ -107,7 +107,11 @@ impl Keychain {
 
     /// The credentials for `host` (as [`host`] names it), or None for an anonymous pull.
     pub fn for_host(&self, host: &str) -> Result<Option<RegistryAuth>, CdqError> {
-        let key = if host == "docker.io" { DOCKER_HUB } else { host };
+        let key = if host == "docker.io" {
+            DOCKER_HUB
+        } else {
+            host
+        };
         let helper = self
             .config
             .cred_helpers
@@ -258,7 +262,10 @@ mod tests {
         let e = k.for_host("h:5000").unwrap_err();
         assert!(e.message.contains("`h:5000`"), "{}", e.message);
         assert!(!e.message.contains("not base64!"));
-        assert_eq!(e.hint.as_deref(), Some("log in again: `docker login h:5000`"));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("log in again: `docker login h:5000`")
+        );
     }
 
     #[test]

@@ -557,9 +557,9 @@ fn resolve(
                     "two registries: the image set `{old}` and the registry `{}`",
                     r.prefix
                 ))
-                .hint(format!(
-                    "`--images PREFIX` is the older spelling of `--images official --registry PREFIX`: give one of them"
-                ))
+                .hint(
+                    "`--images PREFIX` is the older spelling of `--images official --registry PREFIX`: give one of them",
+                )
                 .into());
             }
         };

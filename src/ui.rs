@@ -537,9 +537,11 @@ impl TransferProgress {
 impl crate::ops::transfer::Reporter for TransferProgress {
     fn start(&self, reference: &str, attempt: u32) {
         match self.mode {
-            TransferMode::Json => {
-                self.json(reference, "start", serde_json::json!({ "attempt": attempt }))
-            }
+            TransferMode::Json => self.json(
+                reference,
+                "start",
+                serde_json::json!({ "attempt": attempt }),
+            ),
             TransferMode::Lines => eprintln!("[{:>7.2}s] {} {reference}", self.t(), self.verb),
             TransferMode::Bars => {
                 let mut bars = self.bars.lock().expect("progress lock");

@@ -91,11 +91,13 @@ impl Registry {
 
     fn write_docker_config(&self, password: &str) {
         std::fs::create_dir_all(self.docker_config()).unwrap();
-        let auth =
-            base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
         std::fs::write(
             self.docker_config().join("config.json"),
-            format!("{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}", self.host()),
+            format!(
+                "{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}",
+                self.host()
+            ),
         )
         .unwrap();
     }
@@ -151,8 +153,9 @@ fn push_then_up_pulls_from_a_registry_behind_htpasswd() {
         .sandbox("regup")
         .flags(&["--images", "local", "--registry", &prefix]);
     s.write_config("services: [redis]\n");
-    let kit = image_id("cdq-local/redis:2-amd64")
-        .expect("the kit image `cdq-local/redis:2-amd64` is missing: run scripts/build-local-images.sh");
+    let kit = image_id("cdq-local/redis:2-amd64").expect(
+        "the kit image `cdq-local/redis:2-amd64` is missing: run scripts/build-local-images.sh",
+    );
 
     let push = s.cdq(&["push", "--arch", "amd64", "--progress", "plain"]);
     assert_eq!(push.code, Some(0), "{push}");
@@ -178,8 +181,15 @@ fn push_then_up_pulls_from_a_registry_behind_htpasswd() {
     ]);
     assert_eq!(up.code, Some(0), "{up}");
     assert!(up.stderr.contains("pulling 1 image for amd64"), "{up}");
-    assert!(up.stderr.contains(&format!("pulled {target}: done")), "{up}");
-    assert_eq!(image_id(&target), Some(kit), "the pulled image is the pushed one");
+    assert!(
+        up.stderr.contains(&format!("pulled {target}: done")),
+        "{up}"
+    );
+    assert_eq!(
+        image_id(&target),
+        Some(kit),
+        "the pulled image is the pushed one"
+    );
     assert!(!up.stderr.contains(PASSWORD) && !up.stdout.contains(PASSWORD));
     let status = s.cdq(&["status", "--json"]);
     assert!(status.stdout.contains("\"healthy\""), "{status}");
@@ -196,13 +206,22 @@ fn a_wrong_password_names_the_registry_and_creates_nothing() {
         .flags(&["--images", "local", "--registry", &prefix]);
     s.write_config("services: [redis]\n");
     assert_eq!(
-        s.cdq(&["push", "--arch", "amd64", "--progress", "plain"]).code,
+        s.cdq(&["push", "--arch", "amd64", "--progress", "plain"])
+            .code,
         Some(0)
     );
     reg.untag_all();
     reg.write_docker_config("not-the-password");
 
-    let up = s.cdq(&["up", "--ip", "127.0.0.1", "--arch", "amd64", "--progress", "plain"]);
+    let up = s.cdq(&[
+        "up",
+        "--ip",
+        "127.0.0.1",
+        "--arch",
+        "amd64",
+        "--progress",
+        "plain",
+    ]);
     assert_eq!(up.code, Some(6), "{up}");
     let host = reg.host();
     assert!(
@@ -218,8 +237,15 @@ fn a_wrong_password_names_the_registry_and_creates_nothing() {
         "{up}"
     );
     assert!(!up.stderr.contains("not-the-password") && !up.stdout.contains("not-the-password"));
-    assert_eq!(s.labelled(), Vec::<String>::new(), "no container, no network");
-    assert!(!s.dir().join("docker-compose.amd64.yaml").exists(), "nothing rendered to disk");
+    assert_eq!(
+        s.labelled(),
+        Vec::<String>::new(),
+        "no container, no network"
+    );
+    assert!(
+        !s.dir().join("docker-compose.amd64.yaml").exists(),
+        "nothing rendered to disk"
+    );
 }
 
 /// A missing tag, a missing architecture and an unreachable host: exit 6 each, with the
@@ -230,9 +256,12 @@ fn missing_tag_missing_arch_and_unreachable_host() {
     let host = reg.host();
 
     // Not pushed: the reference and the settings that produced it.
-    let s = reg
-        .sandbox("regmiss")
-        .flags(&["--images", "local", "--registry", &format!("{host}/nothere")]);
+    let s = reg.sandbox("regmiss").flags(&[
+        "--images",
+        "local",
+        "--registry",
+        &format!("{host}/nothere"),
+    ]);
     s.write_config("services: [redis]\n");
     let o = s.cdq(&["pull", "--arch", "amd64", "--progress", "plain"]);
     assert_eq!(o.code, Some(6), "{o}");
@@ -247,18 +276,32 @@ fn missing_tag_missing_arch_and_unreachable_host() {
             .contains("hint: the reference comes from the image set `local from "),
         "{o}"
     );
-    let up = s.cdq(&["up", "--ip", "127.0.0.1", "--arch", "amd64", "--progress", "plain"]);
+    let up = s.cdq(&[
+        "up",
+        "--ip",
+        "127.0.0.1",
+        "--arch",
+        "amd64",
+        "--progress",
+        "plain",
+    ]);
     assert_eq!(up.code, Some(6), "{up}");
     assert_eq!(s.labelled(), Vec::<String>::new());
 
     // Only amd64 under the tag: a pull for arm64 names the architectures it has.
     let single = format!("{host}/cdqt/redis:2-amd64-only");
-    assert_eq!(reg.docker(&["tag", "cdq-local/redis:2-amd64", &single]).code, Some(0));
+    assert_eq!(
+        reg.docker(&["tag", "cdq-local/redis:2-amd64", &single])
+            .code,
+        Some(0)
+    );
     let p = reg.docker(&["push", &single]);
     assert_eq!(p.code, Some(0), "{p}");
     reg.untag_all();
     let s2 = reg.sandbox("regarch").flags(&["--images", "official"]);
-    s2.write_config(&format!("services: [redis]\nimage_refs: {{ redis: {single} }}\n"));
+    s2.write_config(&format!(
+        "services: [redis]\nimage_refs: {{ redis: {single} }}\n"
+    ));
     let o = s2.cdq(&["pull", "--arch", "arm64", "--progress", "plain"]);
     assert_eq!(o.code, Some(6), "{o}");
     assert!(
@@ -270,11 +313,22 @@ fn missing_tag_missing_arch_and_unreachable_host() {
 
     // Nothing listens there.
     let [dead] = free_ports::<1>();
-    let s3 = reg
-        .sandbox("regdead")
-        .flags(&["--images", "local", "--registry", &format!("127.0.0.1:{dead}/cd")]);
+    let s3 = reg.sandbox("regdead").flags(&[
+        "--images",
+        "local",
+        "--registry",
+        &format!("127.0.0.1:{dead}/cd"),
+    ]);
     s3.write_config("services: [redis]\n");
-    let up = s3.cdq(&["up", "--ip", "127.0.0.1", "--arch", "amd64", "--progress", "plain"]);
+    let up = s3.cdq(&[
+        "up",
+        "--ip",
+        "127.0.0.1",
+        "--arch",
+        "amd64",
+        "--progress",
+        "plain",
+    ]);
     assert_eq!(up.code, Some(6), "{up}");
     assert!(
         up.stderr.contains(&format!(
@@ -291,7 +345,11 @@ fn missing_tag_missing_arch_and_unreachable_host() {
 /// bundles it; `cdq bundle load` restores the same image.
 #[test]
 fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
-    assert_eq!(std::env::consts::ARCH, "x86_64", "this test needs an amd64 host");
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "this test needs an amd64 host"
+    );
     common::ensure_arm64_kit(&["redis"]);
     let reg = Registry::start();
     let host = reg.host();
@@ -299,7 +357,8 @@ fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
     for arch in ["amd64", "arm64"] {
         let one = format!("{tag}-{arch}");
         assert_eq!(
-            reg.docker(&["tag", &format!("cdq-local/redis:2-{arch}"), &one]).code,
+            reg.docker(&["tag", &format!("cdq-local/redis:2-{arch}"), &one])
+                .code,
             Some(0)
         );
         let p = reg.docker(&["push", &one]);
@@ -318,30 +377,67 @@ fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
     assert_eq!(buildah(&["manifest", "create", &list]).code, Some(0));
     for arch in ["amd64", "arm64"] {
         let o = buildah(&[
-            "manifest", "add", "--creds", &creds, "--tls-verify=false", &list,
+            "manifest",
+            "add",
+            "--creds",
+            &creds,
+            "--tls-verify=false",
+            &list,
             &format!("docker://{tag}-{arch}"),
         ]);
         assert_eq!(o.code, Some(0), "{o}");
     }
     let o = buildah(&[
-        "manifest", "push", "--all", "--creds", &creds, "--tls-verify=false", &list,
+        "manifest",
+        "push",
+        "--all",
+        "--creds",
+        &creds,
+        "--tls-verify=false",
+        &list,
         &format!("docker://{tag}"),
     ]);
     let _ = buildah(&["manifest", "rm", &list]);
     assert_eq!(o.code, Some(0), "{o}");
 
     let s = reg.sandbox("regbundle").flags(&["--images", "official"]);
-    s.write_config(&format!("services: [redis]\nimage_refs: {{ redis: {tag} }}\n"));
+    s.write_config(&format!(
+        "services: [redis]\nimage_refs: {{ redis: {tag} }}\n"
+    ));
     let bundle = s.root().join("arm64.bundle");
-    let save = s.cdq(&["bundle", "save", "--arch", "arm64", "-o", bundle.to_str().unwrap()]);
+    let save = s.cdq(&[
+        "bundle",
+        "save",
+        "--arch",
+        "arm64",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
     assert_eq!(save.code, Some(0), "{save}");
-    assert!(save.stderr.contains("pulled 1 arm64 images for the bundle"), "{save}");
+    assert!(
+        save.stderr.contains("pulled 1 arm64 images for the bundle"),
+        "{save}"
+    );
     assert!(save.stderr.contains("saved 1 arm64 images"), "{save}");
     let arm = image_id("cdq-local/redis:2-arm64").unwrap();
-    assert_eq!(image_id(&tag), Some(arm.clone()), "the arm64 variant was pulled");
+    assert_eq!(
+        image_id(&tag),
+        Some(arm.clone()),
+        "the arm64 variant was pulled"
+    );
 
     reg.untag_all();
-    let load = s.cdq(&["bundle", "load", "--arch", "arm64", bundle.to_str().unwrap()]);
+    let load = s.cdq(&[
+        "bundle",
+        "load",
+        "--arch",
+        "arm64",
+        bundle.to_str().unwrap(),
+    ]);
     assert_eq!(load.code, Some(0), "{load}");
-    assert_eq!(image_id(&tag), Some(arm), "the load restored the same image");
+    assert_eq!(
+        image_id(&tag),
+        Some(arm),
+        "the load restored the same image"
+    );
 }

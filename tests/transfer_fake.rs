@@ -161,7 +161,10 @@ async fn a_dropped_connection_is_retried_with_doubling_backoff() {
     );
     // The paused clock advanced exactly by the backoff: 1s + 2s.
     assert_eq!(t0.elapsed(), Duration::from_secs(3));
-    assert_eq!(e.calls().iter().filter(|c| c.starts_with("pull ")).count(), 3);
+    assert_eq!(
+        e.calls().iter().filter(|c| c.starts_with("pull ")).count(),
+        3
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -207,7 +210,7 @@ async fn a_refusal_is_not_retried_and_names_docker_login() {
         &e,
         &[want("redis", R)],
         Arch::Amd64,
-        &One("127.0.0.1:5000", "cd", "wrong"),
+        &One("127.0.0.1:5000", "cd", "hunter2-bad"),
         Retry::default(),
         &Seen::default(),
         "",
@@ -216,8 +219,11 @@ async fn a_refusal_is_not_retried_and_names_docker_login() {
     .unwrap_err();
     assert_eq!(error::exit_code(&err), 6);
     let text = error::format(&err);
-    assert!(text.contains("`127.0.0.1:5000`") && text.contains("docker login 127.0.0.1:5000"), "{text}");
-    assert!(!text.contains("wrong"), "{text}");
+    assert!(
+        text.contains("`127.0.0.1:5000`") && text.contains("docker login 127.0.0.1:5000"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2-bad"), "{text}");
     assert_eq!(e.calls().len(), 1, "no retry on a 401");
 }
 
@@ -264,10 +270,16 @@ async fn push_tags_and_copies_each_image_and_refuses_one_of_the_other_arch() {
     )
     .await
     .unwrap();
-    assert_eq!(e.registry_get(R), [("amd64".to_string(), info("a", "amd64"))]);
+    assert_eq!(
+        e.registry_get(R),
+        [("amd64".to_string(), info("a", "amd64"))]
+    );
     assert_eq!(
         e.calls(),
-        [format!("tag cdq-local/redis:2-amd64 {R}"), format!("push {R}")]
+        [
+            format!("tag cdq-local/redis:2-amd64 {R}"),
+            format!("push {R}")
+        ]
     );
 
     e.add_image("cdq-local/redis:2-arm64", info("c", "arm64"));

@@ -35,9 +35,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Up { target, .. }
         | Command::Render { target, .. }
         | Command::Preflight { target, .. } => target.arch,
-        Command::Images { arch, .. }
-        | Command::Pull { arch, .. }
-        | Command::Push { arch, .. } => *arch,
+        Command::Images { arch, .. } | Command::Pull { arch, .. } | Command::Push { arch, .. } => {
+            *arch
+        }
         Command::Bundle {
             action: BundleAction::Save { arch, .. },
         } => *arch,

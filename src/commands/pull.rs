@@ -41,9 +41,11 @@ pub fn wants(ctx: &Context, only: &[String]) -> anyhow::Result<Vec<Want>> {
     for name in only {
         if !all.iter().any(|w| w.service == *name) {
             let names: Vec<&str> = all.iter().map(|w| w.service.as_str()).collect();
-            return Err(CdqError::usage(format!("`{name}` is not an enabled service"))
-                .hint(format!("name one of: {}", names.join(", ")))
-                .into());
+            return Err(
+                CdqError::usage(format!("`{name}` is not an enabled service"))
+                    .hint(format!("name one of: {}", names.join(", ")))
+                    .into(),
+            );
         }
     }
     Ok(all

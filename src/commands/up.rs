@@ -81,8 +81,7 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
             ui.info(format!("would pull `{}` for {}", w.reference, ctx.arch));
         }
     } else {
-        super::pull::pull_images(ctx, ui, &*engine, &wants, ctx.arch, a.pull, a.progress)
-            .await?;
+        super::pull::pull_images(ctx, ui, &*engine, &wants, ctx.arch, a.pull, a.progress).await?;
     }
 
     if a.skip_preflight {

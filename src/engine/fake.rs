@@ -811,17 +811,24 @@ fn check_auth(st: &State, reference: &str, auth: &Option<super::RegistryAuth>) -
     match (st.auth.get(host), auth) {
         (None, _) => Ok(()),
         (Some((u, p)), Some(a)) if *u == a.username && *p == a.password => Ok(()),
-        (Some(_), _) => Err(EngineError::Registry {
+        // The daemon's words: none sent, or refused.
+        (Some(_), None) => Err(EngineError::Registry {
             status: Some(500),
-            message: format!(
-                "Head \"https://{host}/v2/{}/manifests/latest\": no basic auth credentials",
-                reference.split_once('/').map_or(reference, |(_, r)| r)
-            ),
+            message: format!("Head \"https://{host}/v2/\": no basic auth credentials"),
+        }),
+        (Some(_), Some(_)) => Err(EngineError::Registry {
+            status: Some(500),
+            message: "unauthorized: authentication required".into(),
         }),
     }
 }
 
-fn transfer(layer: Option<&str>, status: &str, current: Option<u64>, total: Option<u64>) -> super::TransferEvent {
+fn transfer(
+    layer: Option<&str>,
+    status: &str,
+    current: Option<u64>,
+    total: Option<u64>,
+) -> super::TransferEvent {
     super::TransferEvent {
         layer: layer.map(str::to_string),
         status: status.to_string(),
@@ -1319,19 +1326,32 @@ impl Engine for FakeEngine {
         platform: Option<&str>,
         auth: Option<super::RegistryAuth>,
     ) -> super::TransferStream {
-        let this = self.clone();
         let reference = reference.to_string();
         let platform = platform.map(str::to_string);
         let result = (|| {
-            let mut st = self.enter(Op::Pull, Some(format!("pull {reference}")))
-                .map_err(|e| (true, e))?;
-            check_auth(&st, &reference, &auth).map_err(|e| (true, e))?;
-            let variants = st.registry.get(&reference).cloned().ok_or_else(|| {
-                (true, EngineError::Registry {
-                    status: Some(404),
-                    message: format!("manifest for {reference} not found: manifest unknown: manifest unknown"),
-                })
-            })?;
+            let mut st = self.enter(Op::Pull, Some(format!("pull {reference}")))?;
+            let host = registry_host(&reference).to_string();
+            // A registry the fake knows nothing of is not listening, as a free port is not.
+            if !st.auth.contains_key(&host) && !st.registry.keys().any(|k| registry_host(k) == host)
+            {
+                return Err(EngineError::Registry {
+                    status: Some(500),
+                    message: format!(
+                        "Get \"http://{host}/v2/\": dial tcp {host}: connect: connection refused"
+                    ),
+                });
+            }
+            check_auth(&st, &reference, &auth)?;
+            let variants =
+                st.registry
+                    .get(&reference)
+                    .cloned()
+                    .ok_or_else(|| EngineError::Registry {
+                        status: Some(404),
+                        message: format!(
+                            "manifest for {reference} not found: manifest unknown: manifest unknown"
+                        ),
+                    })?;
             let want = platform
                 .as_deref()
                 .and_then(|p| p.split('/').nth(1))
@@ -1344,47 +1364,72 @@ impl Engine for FakeEngine {
                 .iter()
                 .find(|(a, _)| *a == want)
                 .map(|(_, i)| i.clone())
-                .ok_or_else(|| {
-                    (true, EngineError::Registry {
-                        status: None,
-                        message: format!(
-                            "no matching manifest for linux/{want} in the manifest list entries"
-                        ),
-                    })
+                .ok_or_else(|| EngineError::Registry {
+                    status: None,
+                    message: format!(
+                        "no matching manifest for linux/{want} in the manifest list entries"
+                    ),
                 })?;
             st.images.insert(reference.clone(), info.clone());
-            Ok::<ImageInfo, (bool, EngineError)>(info)
+            Ok::<ImageInfo, EngineError>(info)
         })();
-        let _ = this;
         let events: Vec<Result<super::TransferEvent>> = match result {
             Ok(info) => {
                 let layer = &info.id.trim_start_matches("sha256:")[..12.min(info.id.len())];
                 vec![
                     Ok(transfer(Some(layer), "Pulling fs layer", None, None)),
-                    Ok(transfer(Some(layer), "Downloading", Some(info.size / 2), Some(info.size))),
-                    Ok(transfer(Some(layer), "Downloading", Some(info.size), Some(info.size))),
+                    Ok(transfer(
+                        Some(layer),
+                        "Downloading",
+                        Some(info.size / 2),
+                        Some(info.size),
+                    )),
+                    Ok(transfer(
+                        Some(layer),
+                        "Downloading",
+                        Some(info.size),
+                        Some(info.size),
+                    )),
                     Ok(transfer(Some(layer), "Pull complete", None, None)),
-                    Ok(transfer(None, &format!("Status: Downloaded newer image for {reference}"), None, None)),
+                    Ok(transfer(
+                        None,
+                        &format!("Status: Downloaded newer image for {reference}"),
+                        None,
+                        None,
+                    )),
                 ]
             }
             // A fault drops the connection after the first progress message.
-            Err((_, e)) => vec![
-                Ok(transfer(Some("0123456789ab"), "Pulling fs layer", None, None)),
+            Err(e) => vec![
+                Ok(transfer(
+                    Some("0123456789ab"),
+                    "Pulling fs layer",
+                    None,
+                    None,
+                )),
                 Err(e),
             ],
         };
         Box::pin(stream::iter(events))
     }
 
-    fn push_image(&self, reference: &str, auth: Option<super::RegistryAuth>) -> super::TransferStream {
+    fn push_image(
+        &self,
+        reference: &str,
+        auth: Option<super::RegistryAuth>,
+    ) -> super::TransferStream {
         let reference = reference.to_string();
         let result = (|| {
             let mut st = self.enter(Op::Push, Some(format!("push {reference}")))?;
             check_auth(&st, &reference, &auth)?;
-            let info = st.images.get(&reference).cloned().ok_or_else(|| EngineError::Registry {
-                status: Some(404),
-                message: format!("An image does not exist locally with the tag: {reference}"),
-            })?;
+            let info = st
+                .images
+                .get(&reference)
+                .cloned()
+                .ok_or_else(|| EngineError::Registry {
+                    status: Some(404),
+                    message: format!("An image does not exist locally with the tag: {reference}"),
+                })?;
             let variants = st.registry.entry(reference.clone()).or_default();
             variants.retain(|(a, _)| *a != info.arch);
             variants.push((info.arch.clone(), info.clone()));
@@ -1419,14 +1464,16 @@ impl Engine for FakeEngine {
     ) -> Result<Vec<String>> {
         let st = self.enter(Op::RegistryPlatforms, None)?;
         check_auth(&st, reference, &auth)?;
-        let variants = st.registry.get(reference).ok_or_else(|| EngineError::Registry {
-            status: Some(404),
-            message: format!("{reference}: manifest unknown"),
-        })?;
+        let variants = st
+            .registry
+            .get(reference)
+            .ok_or_else(|| EngineError::Registry {
+                status: Some(404),
+                message: format!("{reference}: manifest unknown"),
+            })?;
         Ok(variants.iter().map(|(a, _)| format!("linux/{a}")).collect())
     }
 }
-
 
 #[cfg(test)]
 mod tests {

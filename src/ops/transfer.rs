@@ -91,8 +91,7 @@ pub fn classify(message: &str) -> Problem {
     let has = |s: &str| m.contains(s);
     if has("no space left on device") {
         Problem::DiskFull
-    } else if has("x509:") || has("certificate signed by unknown authority") || has("tls: ")
-    {
+    } else if has("x509:") || has("certificate signed by unknown authority") || has("tls: ") {
         Problem::UnknownAuthority
     } else if has("no matching manifest") || has("does not match the specified platform") {
         Problem::NoVariant
@@ -387,7 +386,11 @@ pub async fn push<E: Engine>(
     origin: &str,
 ) -> anyhow::Result<()> {
     for c in copies {
-        match engine.image(&c.source).await.map_err(crate::engine::explain)? {
+        match engine
+            .image(&c.source)
+            .await
+            .map_err(crate::engine::explain)?
+        {
             None => {
                 return Err(CdqError::usage(format!(
                     "`{}` (for `{}`) is not on this host, so it cannot be pushed",
@@ -502,7 +505,17 @@ mod tests {
                 "log in with `docker login 127.0.0.1:5000` (cdq reads the same credentials), then run cdq again"
             )
         );
-        let tls = registry_error(Problem::UnknownAuthority, "pull", "h:5443/x:1", "h:5443", "");
-        assert!(tls.hint.unwrap().contains("/etc/docker/certs.d/h:5443/ca.crt"));
+        let tls = registry_error(
+            Problem::UnknownAuthority,
+            "pull",
+            "h:5443/x:1",
+            "h:5443",
+            "",
+        );
+        assert!(
+            tls.hint
+                .unwrap()
+                .contains("/etc/docker/certs.d/h:5443/ca.crt")
+        );
     }
 }

@@ -14,9 +14,9 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, NetworkCreateRequest, NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, ImportImageOptions, InspectContainerOptions,
-    InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
-    CreateImageOptions, PushImageOptions, StopContainerOptions, TagImageOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ImportImageOptions,
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+    PushImageOptions, RemoveContainerOptions, StopContainerOptions, TagImageOptions,
     WaitContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, ClientVersion};
