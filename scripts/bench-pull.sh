@@ -38,7 +38,7 @@ log: { level: error }
 storage: { filesystem: { rootdirectory: $work/data } }
 http: { addr: $reg, secret: bench }
 YAML
-docker-registry serve "$work/config.yml" 2>"$work/registry.log" &
+docker-registry serve "$work/config.yml" >/dev/null 2>"$work/registry.log" &
 regpid=$!
 for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 
@@ -78,7 +78,7 @@ mc=$(median "${cdq_t[@]}"); md=$(median "${compose_t[@]}")
 total=$(du -sm "$work/data" | cut -f1)
 table="| case | cdq pull (s) | docker compose pull (s) | ratio cdq/compose |
 |---|---|---|---|
-| 9 images, $total MB in the registry, median of $rounds rounds | $(printf %.2f "$mc") | $(printf %.2f "$md") | $(echo "scale=2; $mc / $md" | bc) |"
+| 9 images, $total MB in the registry, median of $rounds rounds | $(printf %.2f "$mc") | $(printf %.2f "$md") | $(printf %.2f "$(echo "scale=4; $mc / $md" | bc)") |"
 echo "$table"
 echo "rounds: cdq ${cdq_t[*]}; compose ${compose_t[*]}" >&2
 mkdir -p bench
