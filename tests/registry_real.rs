@@ -441,3 +441,120 @@ fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
         "the load restored the same image"
     );
 }
+
+/// A TCP proxy to `upstream` that, once, cuts the connection 256 KiB into the first blob
+/// response it forwards; returns its port and how many connections it cut.
+fn dropping_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = Arc::new(AtomicUsize::new(0));
+    let cut2 = cut.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let cut = cut2.clone();
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let blob = Arc::new(AtomicBool::new(false));
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let blob_w = blob.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if text.starts_with("GET ") && text.contains("/blobs/sha256:") {
+                            blob_w.store(true, Ordering::SeqCst);
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(Shutdown::Write);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                let mut buf = [0u8; 16384];
+                let mut after_blob = 0usize;
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if blob.load(Ordering::SeqCst) {
+                        after_blob += n;
+                        if after_blob > 256 * 1024
+                            && cut
+                                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                                .is_ok()
+                        {
+                            let _ = c_out.shutdown(Shutdown::Both);
+                            let _ = s_in.shutdown(Shutdown::Both);
+                            return;
+                        }
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (port, cut)
+}
+
+/// A registry that drops the connection in the middle of a blob: the pull still completes
+/// (the transfer is retried) with the pushed image's id.
+#[test]
+fn a_connection_dropped_mid_blob_is_retried() {
+    let reg = Registry::start();
+    let (proxy, cut) = dropping_proxy(reg.port);
+    // An image of its own (4 MiB of random bytes): no layer of it is on this host already,
+    // so the pull must download the blob through the proxy.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = vec![0u8; 4 << 20];
+    getrandom::fill(&mut bytes).unwrap();
+    std::fs::write(dir.path().join("blob"), &bytes).unwrap();
+    let direct = format!("{}/cdqt/blob:1", reg.host());
+    let mut import = Command::new("sh");
+    import.arg("-c").arg(format!(
+        "tar -C {} -c blob | docker import - {direct}",
+        dir.path().display()
+    ));
+    let o = run(&mut import);
+    assert_eq!(o.code, Some(0), "{o}");
+    let id = image_id(&direct).unwrap();
+    let p = reg.docker(&["push", &direct]);
+    assert_eq!(p.code, Some(0), "{p}");
+    reg.untag_all();
+    assert_eq!(image_id(&direct), None);
+
+    let via = format!("127.0.0.1:{proxy}/cdqt/blob:1");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    std::fs::write(
+        reg.docker_config().join("config.json"),
+        format!("{{\"auths\":{{\"127.0.0.1:{proxy}\":{{\"auth\":\"{auth}\"}}}}}}"),
+    )
+    .unwrap();
+    let s = reg.sandbox("regdrop").flags(&["--images", "official"]);
+    s.write_config(&format!(
+        "services: [redis]\nimage_refs: {{ redis: {via} }}\n"
+    ));
+    let o = s.cdq(&["pull", "--arch", "amd64", "--progress", "plain"]);
+    let pulled = image_id(&via);
+    let _ = docker(&["rmi", &via]);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert_eq!(
+        cut.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the proxy cut a blob: {o}"
+    );
+    assert_eq!(pulled, Some(id), "the pulled image is the pushed one");
+}
