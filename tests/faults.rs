@@ -302,7 +302,7 @@ fn image_missing_offline() {
     );
     assert_eq!(
         c["fix"],
-        "load it from an offline archive: `docker load -i FILE` (online: `docker pull redis:0.0.0-cdqf-absent`)",
+        "load it from an offline archive: `cdq bundle load FILE` or `docker load -i FILE` (online: `cdq pull`, or `docker pull redis:0.0.0-cdqf-absent`)",
         "{c}"
     );
     // `--pull never` is the offline behaviour (issue 13 made `--pull missing` the default).
@@ -310,7 +310,7 @@ fn image_missing_offline() {
     assert_eq!(up.code, Some(3), "{up}");
     assert!(
         up.stdout
-            .contains("load it from an offline archive: `docker load -i FILE`"),
+            .contains("load it from an offline archive: `cdq bundle load FILE`"),
         "{up}"
     );
     assert!(
