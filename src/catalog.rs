@@ -132,6 +132,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_local_kit_from_a_registry_keeps_its_path_or_goes_flat() {
+        let a = Assets::default();
+        let none = Pins::default();
+        let mut r = crate::imageref::Registry::from("127.0.0.1:5000/cd");
+        let c = Catalog::load(&a, Arch::Arm64, &ImageSet::LocalRegistry(r.clone()), &none).unwrap();
+        assert_eq!(
+            c.image(Service::Redis),
+            "127.0.0.1:5000/cd/cdq-local/redis:2-arm64"
+        );
+        r.layout = crate::imageref::Layout::Flat;
+        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::LocalRegistry(r), &none).unwrap();
+        assert_eq!(c.image(Service::Redis), "127.0.0.1:5000/cd/redis:2-amd64");
+    }
+
+    #[test]
     fn both_arches_load_for_every_set() {
         let a = Assets::default();
         let none = Pins::default();

@@ -903,6 +903,47 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_applies_to_the_chosen_set_and_refuses_a_second_one() {
+        let s = load_text("registry: 127.0.0.1:5000/cd/\n").unwrap();
+        assert_eq!(s.images, ImageSet::Registry("127.0.0.1:5000/cd".into()));
+        let s = load_text("images: local\nregistry: 127.0.0.1:5000/cd\nregistry_layout: flat\n")
+            .unwrap();
+        assert_eq!(
+            s.images,
+            ImageSet::LocalRegistry(Registry {
+                prefix: "127.0.0.1:5000/cd".into(),
+                layout: Layout::Flat
+            })
+        );
+        assert_eq!(s.images.without_registry(), ImageSet::Local);
+        let o = Overrides {
+            registry: Some("harbor.example.com/cd".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(
+            PathBuf::from("/d"),
+            PathBuf::from("/d/cdq.yaml"),
+            true,
+            parse("images: local\n").unwrap(),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(s.images.registry().unwrap().prefix, "harbor.example.com/cd");
+        let e = load_text("images: mirror.example.com\nregistry: h:5000/cd\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "two registries: the image set `mirror.example.com` and the registry `h:5000/cd`"
+        );
+        assert_eq!(crate::error::exit_code(&e), 2);
+        let e = load_text("registry: local\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is an image set, not a registry prefix"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn image_refs_and_registry_layout() {
         let s = load_text(
             "images: harbor.example.com/cd\nregistry_layout: flat\nimage_refs:\n  mysql: harbor.example.com/dba/mysql:8.4.10\n",

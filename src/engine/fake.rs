@@ -309,7 +309,8 @@ impl FakeEngine {
     /// Every call of a mutating method that reached the daemon, in order:
     /// `create <name>`, `start <id>`, `stop <id>`, `remove <id>`, `ensure_network <name>`,
     /// `remove_network <name>`, `force_disconnect <network> <endpoint>`, `run_oneoff <image>`,
-    /// `import_images`. Calls refused because the daemon is
+    /// `import_images`, `pull <ref>`, `push <ref>`, `tag <source> <target>`. Calls refused
+    /// because the daemon is
     /// unreachable are not recorded; calls failed by [`fail_next`](Self::fail_next) are.
     pub fn calls(&self) -> Vec<String> {
         self.state().calls.clone()
