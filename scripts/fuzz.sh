@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes cdq's two input parsers (settings: cdq.yaml; project: a compose file) for a set
-# time each, with the proptest generators in tests/fuzz_parsers.rs, and prints how many
-# cases each ran. A panic (or an input slower than 30 s: a hang) fails the run and prints the
+# time each, with the proptest generators in tests/fuzz_parsers.rs, and the foreign-tree
+# property of tests/files_prop.rs (render, up on the fake engine, down, purge never change
+# a file cdq did not make; needs root), and prints how many cases each ran. A panic (or an input slower than 30 s: a hang) fails the run and prints the
 # shrunk input: fix it and keep it as a `regression_*` test in tests/fuzz_parsers.rs.
 #
 #   scripts/fuzz.sh                 # 600 s per target, both targets at once
@@ -23,17 +24,23 @@ trap 'rm -rf "$log_dir"' EXIT
 # Build, then run the test binary itself: a `cargo test` that runs for ten minutes would
 # hold cargo's lock on the (shared) target directory and stall every other build.
 profile="${FUZZ_PROFILE:-release}"
-bin="$(cargo test --profile "$profile" --test fuzz_parsers --no-run --message-format=json |
-    grep -o '"executable":"[^"]*fuzz_parsers[^"]*"' | tail -1 | cut -d'"' -f4)"
-[[ -x "$bin" ]] || { echo "fuzz.sh: no test binary built" >&2; exit 1; }
+built="$(cargo test --profile "$profile" --test fuzz_parsers --test files_prop --no-run --message-format=json)"
+binary() {
+    grep -o "\"executable\":\"[^\"]*$1[^\"]*\"" <<<"$built" | tail -1 | cut -d'"' -f4
+}
+bin="$(binary fuzz_parsers)"
+files_bin="$(binary files_prop)"
+[[ -x "$bin" && -x "$files_bin" ]] || { echo "fuzz.sh: no test binary built" >&2; exit 1; }
 
 run() {
-    local target="$1"
-    CDQ_FUZZ_SECONDS="$seconds" PROPTEST_CASES="$batch" RUST_BACKTRACE=0 \
-        "$bin" "$target" --exact --nocapture >"$log_dir/$target.log" 2>&1
+    local target="$1" exe="$bin" cases="$batch"
+    # A foreign-tree case builds a directory tree and runs a whole lifecycle: smaller batches.
+    if [[ "$target" == foreign_trees_* ]]; then exe="$files_bin"; cases="${FILES_CASES:-64}"; fi
+    CDQ_FUZZ_SECONDS="$seconds" PROPTEST_CASES="$cases" RUST_BACKTRACE=0 \
+        "$exe" "$target" --exact --nocapture >"$log_dir/$target.log" 2>&1
 }
 
-targets=(fuzz_settings_parse_file fuzz_project_parse)
+targets=(fuzz_settings_parse_file fuzz_project_parse foreign_trees_survive_render_up_down_and_purge)
 status=0
 if [[ -n "${FUZZ_SERIAL:-}" ]]; then
     for t in "${targets[@]}"; do run "$t" || status=1; done
@@ -47,7 +54,7 @@ else
 fi
 
 for t in "${targets[@]}"; do
-    if grep -q '^fuzz .*no panic' "$log_dir/$t.log"; then
+    if grep -qE '^fuzz .*(no panic|no foreign entry changed)' "$log_dir/$t.log"; then
         grep '^fuzz ' "$log_dir/$t.log"
     else
         echo "FAILED: $t" >&2

@@ -18,6 +18,8 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v buildah >/dev/null || need+=(buildah)
+# tests/podman_real.rs runs cdq through Podman's Docker API (it installs podman itself too).
+command -v podman >/dev/null || need+=(podman)
 if ((${#need[@]})); then
     log "apt: installing ${need[*]}"
     apt-get update -qq

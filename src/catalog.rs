@@ -24,6 +24,44 @@ pub struct Needs {
     pub memlock: bool,
 }
 
+/// Whether an image runs on a kernel with 64K pages (Kunpeng and Phytium builds of Kylin and
+/// openEuler): a jemalloc built for 4K pages aborts there ("Unsupported system page size").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pages64k {
+    /// Known to run (a JVM, a Go binary, or jemalloc built with `--with-lg-page=16`).
+    Ok,
+    /// Known to abort at start.
+    Aborts,
+    /// Nobody has checked: preflight warns rather than promises.
+    #[default]
+    Unknown,
+}
+
+/// What an image needs from a Xinchuang host (the `compat:` section of `compose/<arch>.yaml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compat {
+    /// Its glibc is 2.34 or newer, so it starts threads with `clone3`, which Docker before
+    /// 20.10.10 (libseccomp before 2.5.2) answers with EPERM.
+    #[serde(default)]
+    pub clone3: bool,
+    #[serde(default)]
+    pub pages_64k: Pages64k,
+    /// What to run instead on a 64K-page host, when `pages_64k` is not `ok`.
+    pub alternative: Option<String>,
+}
+
+/// `compat:` per image set; a registry prefix set uses the official images' entries.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompatFile {
+    #[serde(default)]
+    official: BTreeMap<Service, Compat>,
+    #[serde(default)]
+    local: BTreeMap<Service, Compat>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImageEntry {
@@ -46,6 +84,8 @@ struct ServiceEntry {
 struct CatalogFile {
     arch: Arch,
     services: BTreeMap<Service, ServiceEntry>,
+    #[serde(default)]
+    compat: CompatFile,
 }
 
 /// What cdq needs to know about one service's image in the chosen set.
@@ -55,6 +95,7 @@ pub struct ImageFacts {
     pub uid: u32,
     pub memory_mb: u64,
     pub needs: Needs,
+    pub compat: Compat,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +150,10 @@ impl Catalog {
                     e.official.needs.clone(),
                 ),
             };
+            let compat = match set {
+                ImageSet::Local => parsed.compat.local.get(&s),
+                _ => parsed.compat.official.get(&s),
+            };
             images.insert(
                 s,
                 ImageFacts {
@@ -116,6 +161,7 @@ impl Catalog {
                     uid: e.uid,
                     memory_mb: e.memory_mb,
                     needs,
+                    compat: compat.cloned().unwrap_or_default(),
                 },
             );
         }
@@ -233,5 +279,38 @@ mod tests {
         assert_eq!(c.images[&Service::Mysql].uid, 999);
         let c = Catalog::load(&a, Arch::Amd64, &ImageSet::Local, &pins).unwrap();
         assert_eq!(c.image(Service::Mysql), "cdq-local/mysql:2-amd64");
+    }
+
+    #[test]
+    fn compat_data_is_there_for_every_image_of_both_arches() {
+        let a = Assets::default();
+        for arch in [Arch::Amd64, Arch::Arm64] {
+            for set in [ImageSet::Official, ImageSet::Local] {
+                let text = a.read("compose", &format!("{arch}.yaml")).unwrap();
+                let parsed: CatalogFile = yaml::from_str(&text).unwrap();
+                let data = match set {
+                    ImageSet::Local => &parsed.compat.local,
+                    _ => &parsed.compat.official,
+                };
+                for s in Service::ALL {
+                    assert!(
+                        data.contains_key(&s),
+                        "{arch} {set}: no compat entry for {s}"
+                    );
+                }
+            }
+        }
+        // The official Redis builds jemalloc for 64K pages on arm64 and is on bookworm.
+        let c = Catalog::load(&a, Arch::Arm64, &ImageSet::Official, &Pins::default()).unwrap();
+        let redis = &c.images[&Service::Redis].compat;
+        assert_eq!((redis.clone3, redis.pages_64k), (true, Pages64k::Ok));
+        let c = Catalog::load(
+            &a,
+            Arch::Arm64,
+            &ImageSet::Registry("h:5000/cd".into()),
+            &Pins::default(),
+        )
+        .unwrap();
+        assert_eq!(c.images[&Service::Redis].compat, *redis);
     }
 }

@@ -118,6 +118,10 @@ pub enum Command {
         /// Load the images of this offline bundle first (`cdq bundle save` makes one)
         #[arg(long, value_name = "FILE")]
         bundle: Option<PathBuf>,
+        /// Mount this service's existing, non-empty data directory though cdq did not make it:
+        /// its files are handed to the uid the service runs as, and `down --purge` deletes it
+        #[arg(long = "adopt-data", value_name = "SERVICE")]
+        adopt_data: Vec<String>,
         /// Pull images before anything is created
         #[arg(long, value_enum, default_value = "missing", value_name = "WHEN")]
         pull: PullArg,
@@ -186,6 +190,10 @@ pub enum Command {
         /// Treat warnings as failures
         #[arg(long)]
         strict: bool,
+        /// Mount this service's existing, non-empty data directory though cdq did not make it:
+        /// its files are handed to the uid the service runs as, and `down --purge` deletes it
+        #[arg(long = "adopt-data", value_name = "SERVICE")]
+        adopt_data: Vec<String>,
     },
     /// Show service logs, interleaved with service prefixes
     Logs {

@@ -20,21 +20,39 @@ pub struct Context {
     pub arch: Arch,
     /// The host IP, for the commands that render (`None` for the others).
     pub ip: Option<Decision>,
+    /// Services whose existing data directory, not made by cdq, the user adopts
+    /// (`--adopt-data`): preflight lets them pass and `up` marks them as this project's.
+    pub adopt: std::collections::BTreeSet<String>,
 }
 
 impl Context {
     /// The architecture comes from the settings (flag, `CDQ_ARCH`, `cdq.yaml`), else the host.
+    /// A deploy or data directory at a system path is refused here, before any command acts.
     pub fn new(settings: Settings) -> Result<Context, CdqError> {
         let arch = match settings.arch {
             Some(a) => a,
             None => host_arch()?,
         };
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        crate::fsio::refuse_system_path("dir", "--dir", &settings.deploy_dir, home.as_deref())?;
+        crate::fsio::refuse_system_path(
+            "data_dir",
+            "--data-dir",
+            &settings.data_dir,
+            home.as_deref(),
+        )?;
         Ok(Context {
             assets: Assets::new(settings.templates.clone()),
             settings,
             arch,
             ip: None,
+            adopt: Default::default(),
         })
+    }
+
+    pub fn adopting(mut self, services: Vec<String>) -> Context {
+        self.adopt.extend(services);
+        self
     }
 
     pub fn with_ip(mut self, ip: Decision) -> Context {

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::engine::{
     self, Container, CreateSpec, Engine, EngineError, EventKind, Health, OneOff, RunState,
 };
+use crate::fsio;
 use crate::plan::{Action, Plan, container_name};
 use crate::project::{Condition, Project, ServiceSpec};
 
@@ -489,7 +490,10 @@ async fn start<E: Engine>(
 }
 
 /// Creates missing bind-mount sources for read-write mounts (data directories), owned by the
-/// user the image runs as, read from the image's config.
+/// user the image runs as, read from the image's config, and marks each as made by cdq for
+/// this project (`fsio::write_mark`). An existing directory is mounted only when it is
+/// empty or carries that mark (or the user adopted it, which writes the mark): a foreign
+/// one would be chowned and written into by the service's entrypoint.
 async fn prepare_binds<E: Engine>(sh: &Shared<E>, spec: &ServiceSpec) -> Result<(), String> {
     let _guard = sh.dir_lock.lock().await;
     for b in &spec.binds {
@@ -502,12 +506,25 @@ async fn prepare_binds<E: Engine>(sh: &Shared<E>, spec: &ServiceSpec) -> Result<
             }
             continue;
         }
-        if b.source.exists() {
-            continue;
+        // No directory is made, and nothing marked, through a link someone else put on the
+        // way (the service directory itself is judged below, by `classify`'s rule).
+        if let Some(parent) = b.source.parent() {
+            fsio::refuse_symlinks_below(&sh.project.dir, parent).map_err(|e| e.to_string())?;
         }
-        // Made under a temporary name and renamed into place only once it has its owner: a
-        // cdq killed in between leaves a temp dir (redone next time), never a data directory
-        // with the wrong owner that the next run would take as finished.
+        let check = fsio::classify(&b.source, &sh.project.name);
+        match check.state {
+            fsio::DirState::Missing if check.link.is_none() => {}
+            _ if check.usable() => continue,
+            _ => {
+                return Err(format!(
+                    "{}: cdq does not mount a data directory it did not make (run `cdq preflight` for the fixes)",
+                    check.describe()
+                ));
+            }
+        }
+        // Made under a temporary name and renamed into place only once it has its owner and
+        // its mark: a cdq killed in between leaves a temp dir (redone next time), never a
+        // data directory with the wrong owner that the next run would take as finished.
         let parent = b
             .source
             .parent()
@@ -517,13 +534,27 @@ async fn prepare_binds<E: Engine>(sh: &Shared<E>, spec: &ServiceSpec) -> Result<
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let mut created = fsio::create_dirs_io(parent).map_err(|(_, e)| {
+            format!("cannot create data directory `{}`: {e}", b.source.display())
+        })?;
+        // A mark left by a run killed before its rename still knows the parents it made.
+        if let Some(old) = fsio::read_mark(&b.source).filter(|m| m.project == sh.project.name) {
+            created.splice(0..0, old.created);
+        }
         let tmp = parent.join(format!(".{leaf}.cdq-new"));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)
+        std::fs::create_dir(&tmp)
             .map_err(|e| format!("cannot create data directory `{}`: {e}", b.source.display()))?;
         if let Some((uid, gid)) = image_owner(sh, &spec.image).await? {
             hand_over(sh, &spec.image, &tmp, uid, gid).await?;
         }
+        let mark = fsio::Mark {
+            project: sh.project.name.clone(),
+            deploy_dir: sh.project.dir.clone(),
+            created,
+        };
+        fsio::write_mark(&b.source, &mark)
+            .map_err(|e| format!("cannot mark data directory `{}`: {e}", b.source.display()))?;
         std::fs::rename(&tmp, &b.source)
             .map_err(|e| format!("cannot create data directory `{}`: {e}", b.source.display()))?;
     }
@@ -563,6 +594,7 @@ async fn image_owner<E: Engine>(sh: &Shared<E>, image: &str) -> Result<Option<(u
             entrypoint: vec!["sh".into(), "-c".into(), "id -u; id -g".into()],
             binds: vec![],
             labels: oneoff_labels(&sh.project.name),
+            ulimits: vec![],
         })
         .await
         .map_err(|e| format!("resolving user `{user}` of `{image}`: {e}"))?;
@@ -609,6 +641,7 @@ async fn hand_over<E: Engine>(
             entrypoint: vec!["chown".into(), format!("{uid}:{gid}"), "/cdq-target".into()],
             binds: vec![format!("{}:/cdq-target", dir.display())],
             labels: oneoff_labels(&sh.project.name),
+            ulimits: vec![],
         })
         .await
         .map_err(|e| format!("handing `{}` to uid {uid}: {e}", dir.display()))?;

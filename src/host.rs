@@ -24,6 +24,12 @@ fn timezone_from(etc: &Path) -> String {
     "UTC".to_string()
 }
 
+/// Whether SELinux is enforcing here (`/sys/fs/selinux/enforce` is `1`); false without SELinux.
+/// `selinux_relabel: auto` relabels bind mounts exactly when this is true.
+pub fn selinux_enforcing() -> bool {
+    std::fs::read_to_string("/sys/fs/selinux/enforce").is_ok_and(|s| s.trim() == "1")
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()

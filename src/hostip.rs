@@ -178,10 +178,9 @@ pub fn store(deploy_dir: &Path, ip: IpAddr) -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = p.parent().expect("has a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
-    let tmp = dir.join(".host-ip.tmp");
-    std::fs::write(&tmp, format!("{ip}\n"))?;
-    std::fs::rename(&tmp, &p).with_context(|| format!("writing `{}`", p.display()))?;
+    crate::fsio::refuse_symlink(dir)?;
+    crate::fsio::create_dirs(dir)?;
+    crate::fsio::write_atomic(&p, format!("{ip}\n").as_bytes(), 0o644)?;
     Ok(())
 }
 

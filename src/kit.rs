@@ -14,6 +14,7 @@ use crate::interpolate::Vars;
 use crate::project::{self, Project};
 use crate::render::{self, Change};
 use crate::secrets::{self, Secrets};
+use crate::settings::Relabel;
 
 /// What a render produced, in memory.
 pub struct Rendered {
@@ -39,12 +40,22 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
     let ip = ctx.ip.as_ref().ok_or_else(|| {
         CdqError::failure("internal: the host IP was not decided before rendering")
     })?;
+    if mode == SecretsMode::Ensure {
+        // Before `secrets.env` is created or appended to: a deploy directory holding files
+        // cdq did not write (someone's own compose project) gets nothing from cdq at all.
+        let (preview, _) = render(ctx, SecretsMode::ReadOnly)?;
+        render::check_writable(&s.deploy_dir, &preview.files)?;
+    }
     let (secrets, change) = match mode {
-        SecretsMode::Ensure => secrets::ensure(&s.deploy_dir)?,
-        SecretsMode::ReadOnly => match secrets::load_existing(&s.deploy_dir)? {
-            Some(x) => (x, secrets::FileChange::Kept),
-            None => (Secrets::placeholders(), secrets::FileChange::Kept),
-        },
+        SecretsMode::Ensure => secrets::ensure(&s.deploy_dir, &initialised(ctx))?,
+        SecretsMode::ReadOnly => {
+            match secrets::load_existing_checked(&s.deploy_dir, &initialised(ctx))? {
+                // A key the file lacks (and may be generated) is a placeholder here, as
+                // when there is no file: the real render appends it.
+                Some(x) => (x.or_placeholders(), secrets::FileChange::Kept),
+                None => (Secrets::placeholders(), secrets::FileChange::Kept),
+            }
+        }
     };
     let catalog = ctx.catalog()?;
     let tz = s.timezone.clone().unwrap_or_else(crate::host::timezone);
@@ -56,6 +67,11 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
         catalog: &catalog,
         secrets: &secrets,
         assets: &ctx.assets,
+        relabel: match s.selinux_relabel {
+            Relabel::Always => true,
+            Relabel::Never => false,
+            Relabel::Auto => crate::host::selinux_enforcing(),
+        },
     })?;
     let compose_path = s.deploy_dir.join(render::compose_file_name(ctx.arch));
     Ok((
@@ -66,6 +82,21 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
         },
         change,
     ))
+}
+
+/// The services whose data directory (`data_dir/<service>`) cdq made for this project and
+/// that already holds data: their passwords are fixed by it. A foreign directory is not
+/// this stack's data (preflight refuses it), so it fixes nothing.
+pub fn initialised(ctx: &Context) -> secrets::Initialised {
+    let s = &ctx.settings;
+    ["mysql", "grafana"]
+        .into_iter()
+        .map(|svc| (svc.to_string(), s.data_dir.join(svc)))
+        .filter(|(_, d)| {
+            crate::fsio::classify(d, &s.project).state == crate::fsio::DirState::Ours
+                && crate::fsio::non_empty_dir(d)
+        })
+        .collect()
 }
 
 /// Writes a render to the deploy directory and remembers the IP.

@@ -24,6 +24,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod execute;
+pub mod fsio;
 pub mod host;
 pub mod hostip;
 pub mod imageref;

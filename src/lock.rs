@@ -4,26 +4,42 @@
 use std::fs::{File, TryLockError};
 use std::path::Path;
 
-use anyhow::Context;
-
 use crate::error::{CdqError, Kind};
 
 pub struct DeployLock {
-    _file: File,
+    _file: Option<File>,
+}
+
+/// Whether an I/O error says the filesystem is read-only.
+fn read_only(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(30)
 }
 
 pub fn acquire(deploy_dir: &Path) -> anyhow::Result<DeployLock> {
     let dir = deploy_dir.join(".cdq");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
     let path = dir.join("lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening `{}`", path.display()))?;
+    crate::fsio::refuse_symlink(&dir)?;
+    crate::fsio::refuse_symlink(&path)?;
+    let opened = std::fs::create_dir_all(&dir).and_then(|()| {
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    });
+    let file = match opened {
+        Ok(f) => f,
+        // A read-only deploy directory must not stop `down` from stopping the stack: an
+        // existing lock file is locked read-only (flock needs no write access); with none,
+        // no cdq can hold one there either (it could not have created it).
+        Err(e) if read_only(&e) => match File::open(&path) {
+            Ok(f) => f,
+            Err(_) => return Ok(DeployLock { _file: None }),
+        },
+        Err(e) => return Err(crate::fsio::io_error("opening", &path, &e).into()),
+    };
     match file.try_lock() {
-        Ok(()) => Ok(DeployLock { _file: file }),
+        Ok(()) => Ok(DeployLock { _file: Some(file) }),
         Err(TryLockError::WouldBlock) => Err(CdqError::new(
             Kind::Locked,
             format!("another cdq is working on `{}`", deploy_dir.display()),

@@ -28,6 +28,9 @@ pub struct Bind {
     pub source: PathBuf,
     pub target: String,
     pub read_only: bool,
+    /// SELinux relabelling: `z` (shared) or `Z` (private), as `:z` on the volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<char>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,6 +83,10 @@ pub struct ServiceSpec {
     pub hostname: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_grace_period: Option<Duration>,
+    /// `security_opt` as written (`seccomp=unconfined`, `label=disable`); empty is left out
+    /// of the config hash, so stacks rendered before it existed are not recreated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_opt: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +226,7 @@ struct RawService {
     hostname: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     stop_grace_period: Option<String>,
+    security_opt: Option<Vec<String>>,
 }
 
 // ---- parsing -----------------------------------------------------------------------------
@@ -389,15 +397,29 @@ fn parse_bind(s: &str, dir: &Path) -> Result<Bind, String> {
             "volume `{s}`: named volumes are not supported; use a host path like `./data/{src}`"
         ));
     }
-    let read_only = match mode {
-        None | Some("rw") => false,
-        Some("ro") => true,
-        Some(m) => {
+    // Modes combine with commas as compose writes them (`ro,z`): one of ro/rw, one of z/Z.
+    let (mut read_only, mut relabel) = (None, None);
+    for m in mode
+        .map(|m| m.split(',').collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let slot_taken = match m {
+            "ro" | "rw" => read_only.replace(m == "ro").is_some(),
+            "z" | "Z" => relabel.replace(if m == "z" { 'z' } else { 'Z' }).is_some(),
+            _ => {
+                return Err(format!(
+                    "volume `{s}`: mode `{m}` is not supported (use `ro` or `rw`, and `z` or `Z` to relabel for SELinux)"
+                ));
+            }
+        };
+        if slot_taken {
             return Err(format!(
-                "volume `{s}`: mode `{m}` is not supported (use `ro` or `rw`)"
+                "volume `{s}`: mode `{}` says twice how to mount it",
+                mode.unwrap_or_default()
             ));
         }
-    };
+    }
+    let read_only = read_only.unwrap_or(false);
     if !target.starts_with('/') {
         return Err(format!("volume `{s}`: the container path must be absolute"));
     }
@@ -410,6 +432,7 @@ fn parse_bind(s: &str, dir: &Path) -> Result<Bind, String> {
         source,
         target: target.to_string(),
         read_only,
+        relabel,
     })
 }
 
@@ -666,6 +689,7 @@ pub fn parse(
                 hostname: r.hostname,
                 labels: r.labels.unwrap_or_default(),
                 stop_grace_period,
+                security_opt: r.security_opt.unwrap_or_default(),
             },
         );
     }
@@ -763,6 +787,37 @@ mod tests {
     }
 
     #[test]
+    fn relabel_modes_and_security_opt() {
+        let pr = p(r#"
+services:
+  db:
+    image: mysql:8
+    security_opt: ["seccomp=unconfined"]
+    volumes: ["./conf:/etc/my:ro,z", "./data/db:/var/lib/mysql:z", "./x:/x:Z"]
+"#)
+        .unwrap();
+        let db = &pr.services["db"];
+        assert_eq!(db.security_opt, vec!["seccomp=unconfined"]);
+        let modes: Vec<(bool, Option<char>)> =
+            db.binds.iter().map(|b| (b.read_only, b.relabel)).collect();
+        assert_eq!(
+            modes,
+            vec![(true, Some('z')), (false, Some('z')), (false, Some('Z'))]
+        );
+        for bad in ["./a:/a:ro,rw", "./a:/a:z,Z", "./a:/a:shared"] {
+            let text = format!("services:\n  a:\n    image: x\n    volumes: [\"{bad}\"]\n");
+            assert!(p(&text).is_err(), "{bad} must be refused");
+        }
+        // A spec without either hashes as before they existed: no recreation on upgrade.
+        let plain = p("services:\n  a:\n    image: x\n    volumes: [\"./c:/c:ro\"]\n").unwrap();
+        let json = serde_json::to_string(&plain.services["a"]).unwrap();
+        assert!(
+            !json.contains("security_opt") && !json.contains("relabel"),
+            "{json}"
+        );
+    }
+
+    #[test]
     fn full_service() {
         let pr = p(r#"
 services:
@@ -795,7 +850,8 @@ services:
             Bind {
                 source: "/d/conf/my.cnf".into(),
                 target: "/etc/my.cnf".into(),
-                read_only: true
+                read_only: true,
+                relabel: None,
             }
         );
         assert_eq!(db.ports[0].host_ip.as_deref(), Some("127.0.0.1"));

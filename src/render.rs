@@ -1,14 +1,14 @@
 //! Rendering: settings, host facts and secrets in; the deploy kit's files out (the compose
 //! file for one architecture, `.env`, `confd/<service>/...`). `render` is pure and
 //! deterministic (same inputs, same bytes); `write` puts the files on disk atomically and
-//! reports which changed.
+//! reports which changed. A file cdq did not write (no cdq header, see [`fsio::RENDER_MARKS`])
+//! is never replaced, and no write goes through a symlink.
 //!
 //! Rendering is strict: an undefined variable is an error naming the template and line.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::assets::Assets;
 use crate::catalog::Catalog;
 use crate::error::CdqError;
+use crate::fsio;
 use crate::secrets::Secrets;
 use crate::services::{Arch, Service};
 use crate::settings::Settings;
@@ -31,6 +32,8 @@ pub struct Input<'a> {
     pub catalog: &'a Catalog,
     pub secrets: &'a Secrets,
     pub assets: &'a Assets,
+    /// Bind mounts get `:z` (SELinux relabelling), as `selinux_relabel` decided for this host.
+    pub relabel: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +75,27 @@ fn context(i: &Input) -> serde_json::Value {
         .iter()
         .map(|(k, v)| (k.name(), &v.needs))
         .collect();
+    // `seccomp: unconfined` applies to the images that call clone3 (compose/<arch>.yaml),
+    // not to all: the others keep the engine's default profile.
+    let unconfined: Vec<&str> = match s.seccomp {
+        crate::settings::Seccomp::Default => vec![],
+        crate::settings::Seccomp::Unconfined => s
+            .services
+            .iter()
+            .filter(|x| i.catalog.images[x].compat.clone3)
+            .map(|x| x.name())
+            .collect(),
+    };
+    let (ro, rw) = if i.relabel {
+        (":ro,z", ":z")
+    } else {
+        (":ro", "")
+    };
     json!({
         "cdq_version": env!("CARGO_PKG_VERSION"),
+        "unconfined": unconfined,
+        "ro": ro,
+        "rw": rw,
         "project": s.project,
         "arch": i.arch.name(),
         "host_ip": i.host_ip.to_string(),
@@ -241,9 +263,107 @@ pub enum Change {
     Unchanged,
 }
 
-/// Writes files under `dir` atomically (temp file in the same directory, fsync, rename).
-/// Secret files get mode 0600 and, when `chown` and we are root, their service's uid.
+/// cdq's record of what it rendered that no header can mark: the files that cannot carry
+/// its header (JSON has no comments), as `<sha256> <path>` (a matching hash is their mark),
+/// and the directories it created for its files, as `dir <path>` (a purge removes only
+/// those, once empty).
+pub const MANIFEST: &str = ".cdq/rendered";
+
+fn sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub files: std::collections::BTreeSet<(PathBuf, String)>,
+    pub dirs: std::collections::BTreeSet<PathBuf>,
+}
+
+/// The manifest in `dir` (empty when there is none).
+pub fn manifest(dir: &Path) -> Manifest {
+    let mut m = Manifest::default();
+    let text = std::fs::read_to_string(dir.join(MANIFEST)).unwrap_or_default();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        match l.split_once(' ') {
+            Some(("dir", p)) => {
+                m.dirs.insert(PathBuf::from(p));
+            }
+            Some((h, p)) => {
+                m.files.insert((PathBuf::from(p), h.to_string()));
+            }
+            None => {}
+        }
+    }
+    m
+}
+
+/// Whether the file at `dir/rel` (its contents `bytes`) was written by cdq: its first line is
+/// cdq's header, or the manifest records exactly these bytes.
+pub fn written_by_cdq(dir: &Path, rel: &Path, bytes: &[u8]) -> bool {
+    fsio::has_render_mark(bytes) || {
+        let h = sha(bytes);
+        manifest(dir).files.iter().any(|(p, x)| p == rel && *x == h)
+    }
+}
+
+/// Refuses to replace a file cdq did not write (or to write through a symlink), before
+/// anything is written: a render into someone's own compose project stops, naming the file.
+pub fn check_writable(dir: &Path, files: &[File]) -> Result<(), CdqError> {
+    for f in files {
+        let path = dir.join(&f.rel);
+        fsio::refuse_symlinks_below(dir, &path)?;
+        let Ok(old) = std::fs::read(&path) else {
+            if path.is_dir() {
+                return Err(CdqError::usage(format!(
+                    "`{}` is a directory, where cdq renders a file",
+                    path.display()
+                ))
+                .hint("move it away, or render into another directory (`--dir DIR`)"));
+            }
+            continue;
+        };
+        if old != f.contents.as_bytes() && !written_by_cdq(dir, &f.rel, &old) {
+            return Err(CdqError::usage(format!(
+                "`{}` was not written by cdq (its first line is not cdq's `{}` header): refusing to overwrite it",
+                path.display(),
+                fsio::RENDER_MARKS[0]
+            ))
+            .hint("render into another directory (`--dir DIR`), or move the file away and run this again"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes files under `dir` through [`fsio::write_atomic`] (temp file, fsync, rename,
+/// directory fsync), after [`check_writable`] has passed for all of them. Secret files get
+/// mode 0600 and, when `chown` and we are root, their service's uid.
 pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(PathBuf, Change)>> {
+    check_writable(dir, files)?;
+    let headerless = |f: &&File| !fsio::has_render_mark(f.contents.as_bytes());
+    // Recorded before anything is written, old entries kept until the files are: a cdq
+    // killed in between still knows every version and directory it may have left.
+    let mut record = manifest(dir);
+    let before = record.clone();
+    record.files.extend(
+        files
+            .iter()
+            .filter(headerless)
+            .map(|f| (f.rel.clone(), sha(f.contents.as_bytes()))),
+    );
+    for f in files {
+        for a in f.rel.ancestors().skip(1) {
+            if a.as_os_str().is_empty() {
+                break;
+            }
+            if std::fs::symlink_metadata(dir.join(a)).is_err() {
+                record.dirs.insert(a.to_path_buf());
+            }
+        }
+    }
+    if record != before {
+        write_manifest(dir, &record)?;
+    }
     let mut report = Vec::new();
     for f in files {
         let path = dir.join(&f.rel);
@@ -256,31 +376,14 @@ pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(Pat
         let mode = if f.secret { 0o600 } else { 0o644 };
         if change != Change::Unchanged {
             let parent = path.parent().expect("rendered files live in a directory");
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating `{}`", parent.display()))?;
-            let tmp = parent.join(format!(
-                ".{}.cdq-tmp",
-                path.file_name()
-                    .expect("rendered files have a name")
-                    .to_string_lossy()
-            ));
-            let _ = std::fs::remove_file(&tmp);
-            let mut h = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)
-                .with_context(|| format!("writing `{}`", tmp.display()))?;
-            h.write_all(f.contents.as_bytes())?;
-            h.sync_all()?;
-            drop(h);
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("replacing `{}`", path.display()))?;
+            fsio::create_dirs(parent)?;
+            fsio::write_atomic(&path, f.contents.as_bytes(), mode)?;
         }
         // Mode and owner are re-asserted even for unchanged files: a loosened secret is fixed.
-        let meta = std::fs::metadata(&path)?;
+        let meta = std::fs::metadata(&path).map_err(|e| fsio::io_error("reading", &path, &e))?;
         if meta.permissions().mode() & 0o777 != mode {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| fsio::io_error("changing the mode of", &path, &e))?;
         }
         if let (true, Some(uid)) = (chown && crate::host::is_root(), f.owner) {
             std::os::unix::fs::chown(&path, Some(uid), Some(uid))
@@ -288,7 +391,34 @@ pub fn write(dir: &Path, files: &[File], chown: bool) -> anyhow::Result<Vec<(Pat
         }
         report.push((f.rel.clone(), change));
     }
+    let now = Manifest {
+        files: files
+            .iter()
+            .filter(headerless)
+            .map(|f| (f.rel.clone(), sha(f.contents.as_bytes())))
+            .collect(),
+        dirs: record.dirs,
+    };
+    if now != before {
+        write_manifest(dir, &now)?;
+    }
     Ok(report)
+}
+
+fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), CdqError> {
+    let mut text = String::from(
+        "# What cdq rendered that carries no header: `<sha256> <file>`, `dir <directory it created>`\n",
+    );
+    for (p, h) in &m.files {
+        text.push_str(&format!("{h} {}\n", p.display()));
+    }
+    for d in &m.dirs {
+        text.push_str(&format!("dir {}\n", d.display()));
+    }
+    let path = dir.join(MANIFEST);
+    fsio::refuse_symlinks_below(dir, &path)?;
+    fsio::create_dirs(path.parent().expect("has a parent"))?;
+    fsio::write_atomic(&path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]

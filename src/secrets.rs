@@ -3,16 +3,20 @@
 //! them silently would lock the user out of their own data. A key added by a newer cdq is
 //! appended; existing lines are never touched.
 //!
+//! A key whose service's data already exists is never generated (the data holds the old
+//! password), duplicate keys are refused, and the file is only ever replaced atomically
+//! (`fsio::write_atomic`), never written through a symlink.
+//!
 //! Secrets are never printed: [`Secrets`] has a redacting `Debug` and no `Display`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::error::CdqError;
+use crate::fsio;
 
 pub const FILE: &str = "secrets.env";
 
@@ -60,6 +64,14 @@ impl Secrets {
                 .map(|(k, _)| (k.to_string(), "<generated-on-first-render>".to_string()))
                 .collect(),
         )
+    }
+
+    /// These secrets, with a placeholder for each key they lack.
+    pub fn or_placeholders(mut self) -> Secrets {
+        for (k, v) in Secrets::placeholders().0 {
+            self.0.entry(k).or_insert(v);
+        }
+        self
     }
 
     /// Fixed secrets for tests and snapshots.
@@ -145,6 +157,7 @@ pub fn path(deploy_dir: &Path) -> PathBuf {
 
 fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
+    let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -163,48 +176,134 @@ fn parse(path: &Path, text: &str) -> anyhow::Result<BTreeMap<String, String>> {
             .hint("restore the file from your backup")
             .into());
         }
+        // Which of two values is the password the data was made with cannot be known:
+        // taking either silently may lock the user out.
+        if let Some(first) = first_line.get(k) {
+            return Err(CdqError::usage(format!(
+                "`{}` line {}: `{k}` is set again (first on line {first})",
+                path.display(),
+                i + 1
+            ))
+            .hint(format!(
+                "keep the line that holds the password the data was created with and delete the other (the running container still holds it: `docker inspect -f '{{{{range .Config.Env}}}}{{{{println .}}}}{{{{end}}}}' CONTAINER | grep {k}`)"
+            ))
+            .into());
+        }
+        first_line.insert(k.to_string(), i + 1);
         map.insert(k.to_string(), v.to_string());
     }
     Ok(map)
 }
 
+/// The service whose data is created with a key's password, so that the password must never
+/// change once that data exists. Redis reads its password from its config at every start
+/// (a new one takes over harmlessly); MySQL and Grafana store theirs in their data.
+pub fn service_of(key: &str) -> Option<&'static str> {
+    match key {
+        "MYSQL_ROOT_PASSWORD" | "SERVER_DB_PASSWORD" | "UCENTER_DB_PASSWORD" => Some("mysql"),
+        "GRAFANA_ADMIN_PASSWORD" => Some("grafana"),
+        _ => None,
+    }
+}
+
+/// Services whose data directory already holds data, keyed by service: their passwords are
+/// fixed by that data.
+pub type Initialised = BTreeMap<String, PathBuf>;
+
+/// Refuses a missing key whose service's data is initialised: a generated replacement would
+/// not be the password the data holds, and everything would look green while the stack's
+/// credential is gone.
+fn refuse_missing(
+    p: &Path,
+    map: Option<&BTreeMap<String, String>>,
+    initialised: &Initialised,
+) -> Result<(), CdqError> {
+    for (k, _) in KEYS {
+        if map.is_some_and(|m| m.contains_key(k)) {
+            continue;
+        }
+        let Some(svc) = service_of(k) else { continue };
+        let Some(dir) = initialised.get(svc) else {
+            continue;
+        };
+        let missing = match map {
+            Some(_) => format!("`{}` has no `{k}`", p.display()),
+            None => format!("`{}` is missing", p.display()),
+        };
+        return Err(CdqError::usage(format!(
+            "{missing}, and {svc}'s data in `{}` was initialised with that password: cdq will not generate a new one",
+            dir.display()
+        ))
+        .hint(format!(
+            "restore `{}` from your backup, or add the line `{k}=<value>` with the value the {svc} container still holds (`docker inspect -f '{{{{range .Config.Env}}}}{{{{println .}}}}{{{{end}}}}' PROJECT-{svc}-1 | grep {k}`); to start {svc} from scratch instead, move `{}` aside",
+            FILE,
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The owner of `secrets.env` when it is not this user: a warning with the fix (cdq still
+/// reads it, and as root rewrites it keeping that owner).
+pub fn foreign_owner(deploy_dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path(deploy_dir)).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    (m.uid() != me).then(|| {
+        format!(
+            "`{}` is owned by {}, not by this user (uid {me}): another user can read and change the stack's passwords; hand it over with `sudo chown {me} {}`",
+            path(deploy_dir).display(),
+            crate::fsio::owner_name(m.uid()),
+            path(deploy_dir).display()
+        )
+    })
+}
+
 /// Loads the secrets file, creating it (mode 0600) if absent, appending missing keys, and
-/// tightening its mode if someone loosened it.
-pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, FileChange)> {
+/// tightening its mode if someone loosened it. Every write is atomic and durable. A key is
+/// never generated for a service in `initialised` (its data holds the old password).
+pub fn ensure(
+    deploy_dir: &Path,
+    initialised: &Initialised,
+) -> anyhow::Result<(Secrets, FileChange)> {
     let p = path(deploy_dir);
+    fsio::refuse_symlink(&p)?;
     match std::fs::read_to_string(&p) {
         Ok(text) => {
             let mut map = parse(&p, &text)?;
-            let mode = std::fs::metadata(&p)?.permissions().mode() & 0o777;
-            if mode != 0o600 {
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                    .with_context(|| format!("making `{}` private (mode 0600)", p.display()))?;
-            }
+            refuse_missing(&p, Some(&map), initialised)?;
             let missing: Vec<&(&str, &str)> =
                 KEYS.iter().filter(|(k, _)| !map.contains_key(*k)).collect();
             if missing.is_empty() {
+                let mode = std::fs::metadata(&p)
+                    .map_err(|e| fsio::io_error("reading", &p, &e))?
+                    .permissions()
+                    .mode()
+                    & 0o777;
+                if mode != 0o600 {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                        .with_context(|| format!("making `{}` private (mode 0600)", p.display()))?;
+                }
                 return Ok((Secrets(map), FileChange::Kept));
             }
-            let mut add = String::new();
+            let mut new = text.clone();
             if !text.ends_with('\n') && !text.is_empty() {
-                add.push('\n');
+                new.push('\n');
             }
             let mut names = Vec::new();
             for (k, what) in missing {
                 let v = generate()?;
-                add.push_str(&format!("# {what}\n{k}={v}\n"));
+                new.push_str(&format!("# {what}\n{k}={v}\n"));
                 map.insert(k.to_string(), v);
                 names.push(k.to_string());
             }
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&p)
-                .with_context(|| format!("appending to `{}`", p.display()))?;
-            f.write_all(add.as_bytes())?;
-            f.sync_all()?;
+            // The old lines are kept byte for byte; the whole file is replaced atomically
+            // so no fault leaves it half-appended.
+            fsio::write_atomic(&p, new.as_bytes(), 0o600)?;
             Ok((Secrets(map), FileChange::Appended(names)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            refuse_missing(&p, None, initialised)?;
             let mut text = String::from(
                 "# Generated once by cdq; never rewritten. MySQL keeps the passwords it was first\n\
                  # started with: back this file up with the data directory, and do not edit it.\n",
@@ -215,21 +314,27 @@ pub fn ensure(deploy_dir: &Path) -> anyhow::Result<(Secrets, FileChange)> {
                 text.push_str(&format!("# {what}\n{k}={v}\n"));
                 map.insert(k.to_string(), v);
             }
-            std::fs::create_dir_all(deploy_dir)
-                .with_context(|| format!("creating deploy directory `{}`", deploy_dir.display()))?;
-            // create_new: if another process raced us here, fail rather than overwrite.
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&p)
-                .with_context(|| format!("creating `{}`", p.display()))?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
+            fsio::create_dirs(deploy_dir)?;
+            fsio::write_atomic(&p, text.as_bytes(), 0o600)?;
             Ok((Secrets(map), FileChange::Created))
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("reading `{}`", p.display()))),
+        Err(e) => Err(fsio::io_error("reading", &p, &e).into()),
     }
+}
+
+/// The first line of a `secrets.env` cdq generated: its mark, for a purge.
+pub const HEADER: &str = "# Generated once by cdq";
+
+/// Reads the secrets file without creating it (for commands that must not write). Refuses,
+/// as `ensure` does, a missing key whose service's data is initialised.
+pub fn load_existing_checked(
+    deploy_dir: &Path,
+    initialised: &Initialised,
+) -> anyhow::Result<Option<Secrets>> {
+    let p = path(deploy_dir);
+    let s = load_existing(deploy_dir)?;
+    refuse_missing(&p, s.as_ref().map(|s| &s.0), initialised)?;
+    Ok(s)
 }
 
 /// Reads the secrets file without creating it (for commands that must not write).
@@ -238,7 +343,7 @@ pub fn load_existing(deploy_dir: &Path) -> anyhow::Result<Option<Secrets>> {
     match std::fs::read_to_string(&p) {
         Ok(text) => Ok(Some(Secrets(parse(&p, &text)?))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("reading `{}`", p.display()))),
+        Err(e) => Err(fsio::io_error("reading", &p, &e).into()),
     }
 }
 
@@ -258,7 +363,7 @@ mod tests {
     #[test]
     fn created_once_then_kept_byte_identical() {
         let d = tempfile::tempdir().unwrap();
-        let (s1, o1) = ensure(d.path()).unwrap();
+        let (s1, o1) = ensure(d.path(), &Initialised::new()).unwrap();
         assert_eq!(o1, FileChange::Created);
         let before = std::fs::read(path(d.path())).unwrap();
         let mode = std::fs::metadata(path(d.path()))
@@ -267,7 +372,7 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        let (s2, o2) = ensure(d.path()).unwrap();
+        let (s2, o2) = ensure(d.path(), &Initialised::new()).unwrap();
         assert_eq!(o2, FileChange::Kept);
         assert_eq!(s1, s2);
         assert_eq!(before, std::fs::read(path(d.path())).unwrap());
@@ -279,7 +384,7 @@ mod tests {
         let p = path(d.path());
         std::fs::write(&p, "MYSQL_ROOT_PASSWORD=old\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let (s, o) = ensure(d.path()).unwrap();
+        let (s, o) = ensure(d.path(), &Initialised::new()).unwrap();
         assert_eq!(s.get("MYSQL_ROOT_PASSWORD"), "old");
         assert!(matches!(o, FileChange::Appended(ref k) if k.len() == 4));
         assert!(
@@ -306,7 +411,7 @@ mod tests {
     fn corrupt_file_is_refused_not_rewritten() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(path(d.path()), "garbage\n").unwrap();
-        assert!(ensure(d.path()).is_err());
+        assert!(ensure(d.path(), &Initialised::new()).is_err());
         assert_eq!(
             std::fs::read_to_string(path(d.path())).unwrap(),
             "garbage\n"
@@ -316,7 +421,7 @@ mod tests {
     #[test]
     fn scrubber_masks_every_password() {
         let dir = tempfile::tempdir().unwrap();
-        let (s, _) = ensure(dir.path()).unwrap();
+        let (s, _) = ensure(dir.path(), &Initialised::new()).unwrap();
         let root = s.get("MYSQL_ROOT_PASSWORD").to_string();
         let redis = s.get("REDIS_PASSWORD").to_string();
         let text = format!("root={root} redis {redis}, again {root}");

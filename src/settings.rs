@@ -124,6 +124,57 @@ impl<'de> Deserialize<'de> for Auto<Arch> {
     }
 }
 
+/// `seccomp:` in cdq.yaml: the engine's default seccomp profile, or none for the images that
+/// call `clone3` (the workaround for Docker before 20.10.10, which answers it with EPERM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Seccomp {
+    #[default]
+    Default,
+    Unconfined,
+}
+
+impl<'de> Deserialize<'de> for Seccomp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "default" => Ok(Seccomp::Default),
+            "unconfined" => Ok(Seccomp::Unconfined),
+            _ => Err(de::Error::custom(format!(
+                "`{s}` is not a seccomp mode, expected `default` or `unconfined`"
+            ))),
+        }
+    }
+}
+
+/// `selinux_relabel:` in cdq.yaml: whether bind mounts get `:z`. `auto` relabels when
+/// SELinux is enforcing on the host where cdq renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Relabel {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl<'de> Deserialize<'de> for Relabel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            B(bool),
+            S(String),
+        }
+        match Form::deserialize(d)? {
+            Form::B(true) => Ok(Relabel::Always),
+            Form::B(false) => Ok(Relabel::Never),
+            Form::S(s) if s == "auto" => Ok(Relabel::Auto),
+            Form::S(s) => Err(de::Error::custom(format!(
+                "`{s}` is not a relabel mode, expected `auto`, `true` or `false`"
+            ))),
+        }
+    }
+}
+
 /// A size like `512m` or `1g`, in MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MiB(pub u64);
@@ -285,6 +336,8 @@ pub struct FileSettings {
     ports: Option<PortsFile>,
     heap: Option<HeapFile>,
     deadlines: Option<PerService<Span>>,
+    seccomp: Option<Seccomp>,
+    selinux_relabel: Option<Relabel>,
 }
 
 /// Values from flags and `CDQ_*` variables (clap merges the two); they beat the file.
@@ -331,6 +384,8 @@ pub struct Settings {
     pub heap_mb: BTreeMap<Service, u64>,
     pub deadlines: BTreeMap<Service, Duration>,
     pub templates: Option<PathBuf>,
+    pub seccomp: Seccomp,
+    pub selinux_relabel: Relabel,
 }
 
 impl Settings {
@@ -734,6 +789,8 @@ fn resolve(
         heap_mb,
         deadlines,
         templates: o.templates.clone(),
+        seccomp: f.seccomp.unwrap_or_default(),
+        selinux_relabel: f.selinux_relabel.unwrap_or_default(),
     })
 }
 
@@ -768,6 +825,31 @@ mod tests {
         assert_eq!(s.deadline(Service::Server), Duration::from_secs(300));
         assert_eq!(s.host_ip, None);
         assert_eq!(s.arch, None);
+        assert_eq!(s.seccomp, Seccomp::Default);
+        assert_eq!(s.selinux_relabel, Relabel::Auto);
+    }
+
+    #[test]
+    fn seccomp_and_relabel_parse_and_bad_values_name_the_choices() {
+        let s = load_text("seccomp: unconfined\nselinux_relabel: true\n").unwrap();
+        assert_eq!(s.seccomp, Seccomp::Unconfined);
+        assert_eq!(s.selinux_relabel, Relabel::Always);
+        let s = load_text("selinux_relabel: false\n").unwrap();
+        assert_eq!(s.selinux_relabel, Relabel::Never);
+        let s = load_text("selinux_relabel: auto\nseccomp: default\n").unwrap();
+        assert_eq!(s.selinux_relabel, Relabel::Auto);
+        let e = parse("seccomp: off\n").unwrap_err();
+        assert!(
+            e.message.contains("`off` is not a seccomp mode"),
+            "{}",
+            e.message
+        );
+        let e = parse("selinux_relabel: maybe\n").unwrap_err();
+        assert!(
+            e.message.contains("`maybe` is not a relabel mode"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

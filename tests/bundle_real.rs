@@ -3,9 +3,9 @@
 //!
 //! Other tests use the `cdq-local/*` kit tags at the same time, so these never remove them.
 //! Instead each test tags a kit image under a prefix of its own
-//! (`cdqbt-bundle-<pid>-<n>-<nanos>/library/redis:7.2.11`) and runs cdq with `--images <prefix>` (a registry
-//! prefix rewrites the official reference `redis:7.2.11` to `<prefix>/library/redis:7.2.11`,
-//! the upstream path) and `services: [redis]`. Removing that tag is an
+//! (`cdqbt-bundle-<pid>-<n>-<nanos>/library/redis:7.2.11`) and runs cdq with `--images <prefix>`
+//! (a registry prefix rewrites the official reference `redis:7.2.11` to
+//! `<prefix>/library/redis:7.2.11`, the upstream path) and `services: [redis]`. Removing that tag is an
 //! untag: the image stays (the kit tag still holds it), so "the load restored it with the
 //! same id" is checked on the tag. A [`Guard`] (a `tests/common` [`Sandbox`] whose project
 //! name is also the prefix) runs `cdq down`, removes whatever still carries the project's

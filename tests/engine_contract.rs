@@ -149,6 +149,7 @@ impl<E: Engine> Ctx<E> {
             hostname: None,
             labels: BTreeMap::new(),
             stop_grace_period: Some(Duration::from_secs(2)),
+            security_opt: vec![],
         }
     }
 
@@ -630,6 +631,7 @@ async fn run_oneoff<E: Engine>(ctx: Ctx<E>) {
             ],
             binds: vec![],
             labels: ctx.labels("oneoff"),
+            ulimits: vec![],
         })
         .await
         .unwrap();

@@ -151,7 +151,11 @@ fn data_dir_not_writable() {
                 below_file.display()
             ),
         ),
-        (&on_ro, format!("`{}` is not writable", ro.display())),
+        // Issue 18.4: a read-only mount is named as such (its fix is a remount, not chown).
+        (
+            &on_ro,
+            format!("`{}` is on a read-only filesystem", ro.display()),
+        ),
     ] {
         let d = data.to_str().unwrap();
         let c = g.failed_check(&["--images", "local", "--data-dir", d], "data-dir");
@@ -272,6 +276,9 @@ fn wrong_arch_image() {
         .find(|l| l.starts_with(&format!("{prefix}/library/redis:")))
         .unwrap_or_else(|| panic!("no redis reference: {images}"))
         .to_string();
+    if other == "arm64" {
+        common::ensure_arm64_kit(&["redis"]);
+    }
     g.tag(&format!("cdq-local/redis:2-{other}"), &reference);
 
     let c = g.failed_check(&["--images", &prefix, "--arch", host], "image-redis");
@@ -529,7 +536,7 @@ fn a_failing_test_leaves_nothing_labelled() {
         let label = format!("io.cdq.project={}", g.project());
         let net = format!("{}_default", g.project());
         docker_ok(&["network", "create", "--label", &label, &net]);
-        let image = format!("cdq-local/redis:1-{}", host_arch());
+        let image = format!("cdq-local/redis:2-{}", host_arch());
         docker_ok(&["create", "--label", &label, "--network", &net, &image]);
         assert_eq!(g.labelled().len(), 2, "a container and a network");
         std::panic::panic_any((g.label(), g.root().to_path_buf()));

@@ -482,6 +482,8 @@ const TOP_KEYS: &[&str] = &[
     "ports",
     "heap",
     "deadlines",
+    "seccomp",
+    "selinux_relabel",
 ];
 const PORT_KEYS: &[&str] = &["server", "ucenter", "grafana", "kafka", "prometheus"];
 const HEAP_KEYS: &[&str] = &["elasticsearch", "kafka", "server", "ucenter"];

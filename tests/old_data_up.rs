@@ -4,6 +4,8 @@
 //! data, and leaves every file as it was. Std + tempfile only; the project name is unique and
 //! nothing is expected to be created (the test checks that by label and removes strays).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -16,14 +18,11 @@ fn host_ip() -> String {
 
 fn cdq(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let ip = host_ip();
-    let out = Command::new(env!("CARGO_BIN_EXE_cdq"))
+    let out = common::cdq_command()
         .arg("--dir")
         .arg(dir)
         .args(args)
         .args(["--ip", &ip])
-        .env_remove("CDQ_IMAGES")
-        .env_remove("CDQ_DATA_DIR")
-        .env_remove("CDQ_PROJECT")
         .output()
         .unwrap();
     (
@@ -110,16 +109,18 @@ fn up_on_mysql_57_and_zookeeper_mode_kafka_data_stops_in_preflight_and_loses_not
     );
     let before = snapshot(&data);
 
-    let (code, out, err) = cdq(dir, &["up", "--progress", "plain"]);
+    // `--pull never`: the official set is not on this offline host, and issue 13's default
+    // `--pull missing` would stop at the pull (exit 6) before preflight looks at the data.
+    let (code, out, err) = cdq(dir, &["up", "--progress", "plain", "--pull", "never"]);
     let all = format!("{out}\n{err}");
     assert_eq!(code, 3, "preflight must stop `up` (exit 3):\n{all}");
-    assert!(all.contains("data-mysql"), "{all}");
+    assert!(all.contains("data-format-mysql"), "{all}");
     assert!(all.contains("MySQL 5.7 data"), "{all}");
     assert!(
         all.contains("mysqldump"),
         "the fix says how to move the data:\n{all}"
     );
-    assert!(all.contains("data-kafka"), "{all}");
+    assert!(all.contains("data-format-kafka"), "{all}");
     assert!(all.contains("ZooKeeper mode"), "{all}");
     assert!(all.contains("preflight failed"), "{all}");
     assert!(containers(&project).is_empty(), "nothing may start:\n{all}");
@@ -138,8 +139,8 @@ fn up_on_mysql_57_and_zookeeper_mode_kafka_data_stops_in_preflight_and_loses_not
             .map(|c| c["status"].as_str().unwrap().to_string())
             .unwrap_or_else(|| panic!("no `{id}` in {v}"))
     };
-    assert_eq!(status("data-mysql"), "fail");
-    assert_eq!(status("data-kafka"), "fail");
+    assert_eq!(status("data-format-mysql"), "fail");
+    assert_eq!(status("data-format-kafka"), "fail");
     assert_eq!(snapshot(&data), before);
 }
 
@@ -159,11 +160,19 @@ fn data_written_by_the_new_set_passes() {
         &data.join("kafka/meta.properties"),
         &format!("node.id=1\ndirectory.id=x\nversion=1\ncluster.id={id}\n"),
     );
-    let (_, out, err) = cdq(dir, &["preflight", "--json"]);
+    // apache/kafka runs as 1000 and must be able to write its directory (as `cdq up` leaves
+    // it); a directory another uid owns is its own FAIL, checked after this
+    for p in [data.join("kafka"), data.join("kafka/meta.properties")] {
+        std::os::unix::fs::chown(&p, Some(1000), Some(1000))
+            .unwrap_or_else(|e| panic!("this test runs as root (chown {}: {e})", p.display()));
+    }
+    // Not made by this cdq (no mark): adopted, as a directory from before the marks would be.
+    let adopt = ["--adopt-data", "mysql", "--adopt-data", "kafka"];
+    let (_, out, err) = cdq(dir, &[&["preflight", "--json"][..], &adopt].concat());
     let v: serde_json::Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
     let text = v.to_string();
-    for id in ["data-mysql", "data-kafka"] {
+    for id in ["data-format-mysql", "data-format-kafka"] {
         let c = v["checks"]
             .as_array()
             .unwrap()
@@ -172,4 +181,21 @@ fn data_written_by_the_new_set_passes() {
             .unwrap_or_else(|| panic!("no `{id}` in {text}"));
         assert_eq!(c["status"], "pass", "{c}");
     }
+    // the same KRaft data owned by root: apache/kafka (uid 1000) could not write it
+    std::os::unix::fs::chown(data.join("kafka"), Some(0), Some(0)).unwrap();
+    let (code, out, _) = cdq(dir, &["preflight", "--json"]);
+    assert_eq!(code, 3, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "data-format-kafka")
+        .unwrap()
+        .clone();
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["fix"].as_str().unwrap().contains("chown -R 1000:1000"),
+        "{c}"
+    );
 }

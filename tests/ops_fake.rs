@@ -153,7 +153,7 @@ async fn a_service_that_exits_ends_up_in_exit_4_naming_it_and_blocking_its_depen
 #[tokio::test(start_paused = true)]
 async fn logs_mask_every_password_a_service_prints() {
     let d = tempfile::tempdir().unwrap();
-    let (stored, _) = secrets::ensure(d.path()).unwrap();
+    let (stored, _) = secrets::ensure(d.path(), &Default::default()).unwrap();
     let root = stored.get("MYSQL_ROOT_PASSWORD").to_string();
     let p = project(d.path());
     let e = engine();

@@ -35,6 +35,7 @@ fn render_for(arch: Arch, images: &str) -> Vec<File> {
         catalog: &catalog,
         secrets: &Secrets::fixed(),
         assets: &assets,
+        relabel: false,
     })
     .unwrap()
 }
@@ -238,6 +239,7 @@ fn disabled_services_leave_no_trace() {
         catalog: &catalog,
         secrets: &Secrets::fixed(),
         assets: &assets,
+        relabel: false,
     })
     .unwrap();
     let names: Vec<String> = files.iter().map(|f| f.rel.display().to_string()).collect();
@@ -289,6 +291,7 @@ fn undefined_variables_are_errors_naming_template_and_line() {
         catalog: &catalog,
         secrets: &Secrets::fixed(),
         assets: &assets,
+        relabel: false,
     })
     .unwrap_err();
     let msg = err.to_string();

@@ -21,7 +21,7 @@ pub fn run(
     if purge {
         down::guard_purge(s)?;
         let what = format!(
-            "this deletes the data directory `{}` and the passwords in `{}`: the data cannot be recovered",
+            "this deletes the data cdq made in `{}` and the passwords in `{}`: the data cannot be recovered",
             s.data_dir.display(),
             crate::secrets::path(&s.deploy_dir).display()
         );
@@ -70,8 +70,12 @@ pub fn run(
             })
     })?;
     if purge {
-        for p in down::purge(&down::purge_targets(s))? {
+        let purged = down::purge(s, &name)?;
+        for p in &purged.deleted {
             ui.info(format!("deleted {}", p.display()));
+        }
+        for (p, why) in &purged.left {
+            ui.warn(format!("left {}: {why}", p.display()));
         }
     } else {
         ui.info(format!("data kept in {}", s.data_dir.display()));

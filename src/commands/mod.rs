@@ -71,6 +71,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             deadline,
             bundle,
             pull,
+            adopt_data,
         } => up::run(
             settings,
             &ui,
@@ -84,6 +85,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 deadline,
                 bundle,
                 pull: pull::policy(pull),
+                adopt: adopt_data,
             },
         ),
         Command::Pull {
@@ -113,7 +115,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             target,
             json,
             strict,
-        } => preflight::run(settings, &ui, target.ip, json, strict),
+            adopt_data,
+        } => preflight::run(settings, &ui, target.ip, json, strict, adopt_data),
         Command::Bundle { action } => bundle::run(settings, &ui, action),
     }
 }

@@ -15,8 +15,9 @@ pub fn run(
     ip: Option<IpAddr>,
     json: bool,
     strict: bool,
+    adopt: Vec<String>,
 ) -> anyhow::Result<i32> {
-    let ctx = super::rendering_context(settings, ui, ip)?;
+    let ctx = super::rendering_context(settings, ui, ip)?.adopting(adopt);
     let (rendered, _) = kit::render(&ctx, SecretsMode::ReadOnly)?;
     let project = rendered.project(&ctx)?;
     let list = super::runtime()?.block_on(async {

@@ -50,6 +50,9 @@ pub fn report_render(ctx: &Context, ui: &Ui, change: &FileChange, report: &[(Pat
             ip.source.describe()
         ));
     }
+    if let Some(w) = secrets::foreign_owner(&ctx.settings.deploy_dir) {
+        ui.warn(w);
+    }
     match change {
         FileChange::Created => ui.info(format!(
             "generated passwords in {} (mode 0600; back it up with the data)",

@@ -38,6 +38,8 @@ pub struct Args {
     pub bundle: Option<PathBuf>,
     /// `--pull`.
     pub pull: crate::ops::transfer::Policy,
+    /// Services whose foreign data directory the user adopts (`--adopt-data`).
+    pub adopt: Vec<String>,
 }
 
 pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
@@ -45,7 +47,8 @@ pub fn run(settings: Settings, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     let ctx = match a.compose {
         Some(_) => Context::new(settings)?,
         None => super::rendering_context(settings, ui, a.ip)?,
-    };
+    }
+    .adopting(a.adopt.clone());
     super::runtime()?.block_on(up(&ctx, ui, a))
 }
 
@@ -118,6 +121,9 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
             project::load(&r.compose_path, &s.project)?
         }
     };
+    for (dir, to) in ops::adopt(&project, &ctx.adopt)? {
+        ui.warn(format!("adopted `{}`: {to}", dir.display()));
+    }
     let observed = ops::observe(&*engine, &project, &Overlay::new()).await?;
     if observed.is_current() {
         ui.info(format!(

@@ -201,6 +201,7 @@ impl FakeEngine {
                     serial: 0,
                     next_ephemeral: 32768,
                     info: EngineInfo {
+                        product: "Docker".into(),
                         server_version: "20.10.24".into(),
                         api_version: "1.41".into(),
                         arch: "x86_64".into(),
@@ -300,6 +301,16 @@ impl FakeEngine {
     }
 
     /// What `run_oneoff` on this image returns (default: exit 0, no output).
+    /// What `run_oneoff` on this image returns when its entrypoint starts with `program`;
+    /// wins over [`set_oneoff_result`](Self::set_oneoff_result) (preflight's probes run
+    /// `getconf` and `sh` in the same image).
+    pub fn set_oneoff_result_for(&self, image: &str, program: &str, exit_code: i64, output: &str) {
+        self.state().oneoff_results.insert(
+            format!("{image}\0{program}"),
+            (exit_code, output.to_string()),
+        );
+    }
+
     pub fn set_oneoff_result(&self, image: &str, exit_code: i64, output: &str) {
         self.state()
             .oneoff_results
@@ -1211,9 +1222,11 @@ impl Engine for FakeEngine {
         if !st.images.contains_key(&spec.image) {
             return Err(EngineError::NotFound(spec.image.clone()));
         }
+        let program = spec.entrypoint.first().cloned().unwrap_or_default();
         let (code, output) = st
             .oneoff_results
-            .get(&spec.image)
+            .get(&format!("{}\0{program}", spec.image))
+            .or_else(|| st.oneoff_results.get(&spec.image))
             .cloned()
             .unwrap_or_default();
         // A real one-off is a container like any other: with the project label its start,
@@ -1512,6 +1525,7 @@ mod tests {
             hostname: None,
             labels: BTreeMap::new(),
             stop_grace_period: None,
+            security_opt: vec![],
         }
     }
 
@@ -1746,6 +1760,7 @@ mod tests {
                 entrypoint: vec!["chown".into()],
                 binds: vec![],
                 labels: BTreeMap::from([(LABEL_PROJECT.to_string(), "p".to_string())]),
+                ulimits: vec![],
             })
             .await
             .unwrap();

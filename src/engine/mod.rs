@@ -94,6 +94,8 @@ pub fn explain(e: EngineError) -> CdqError {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EngineInfo {
+    /// `Docker` or `Podman` (its Docker-compatible API), as preflight names the engine.
+    pub product: String,
     pub server_version: String,
     /// The API version negotiated for this connection.
     pub api_version: String,
@@ -211,6 +213,9 @@ pub struct OneOff {
     pub entrypoint: Vec<String>,
     pub binds: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// (name, soft, hard), as the compose file's `ulimits` (preflight asks what a container
+    /// is actually granted this way).
+    pub ulimits: Vec<(String, i64, i64)>,
 }
 
 /// Credentials for one registry, sent as Docker's `X-Registry-Auth` header. `Debug` shows

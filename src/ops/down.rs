@@ -1,12 +1,14 @@
 //! `down` as engine-generic operations: stop and remove the stack's containers in reverse
 //! dependency order, remove its networks (with the retries Docker's endpoint faults need),
-//! and, on a purge, delete what cdq made on disk. Returns what it did; never prints.
+//! and, on a purge, delete what carries cdq's mark for this project on disk (and nothing
+//! else: what it leaves, it lists with the reason). Returns what it did; never prints.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::engine::{Container, Engine, EngineError, explain};
 use crate::error::CdqError;
+use crate::fsio;
 use crate::plan;
 use crate::project::Project;
 use crate::settings::Settings;
@@ -183,38 +185,222 @@ pub async fn remove_network<E: Engine>(
     }
 }
 
-/// What a purge deletes: the data directory, the passwords, and the rendered `.env` and
-/// `confd/`.
-pub fn purge_targets(s: &Settings) -> Vec<PathBuf> {
-    vec![
-        s.data_dir.clone(),
-        crate::secrets::path(&s.deploy_dir),
-        s.deploy_dir.join(".env"),
-        s.deploy_dir.join("confd"),
-    ]
+/// What a purge did: what it deleted, and what it left with the reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub deleted: Vec<PathBuf>,
+    pub left: Vec<(PathBuf, String)>,
 }
 
-/// Deletes `targets`; returns those that existed. Errors name the path.
-pub fn purge(targets: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut deleted = Vec::new();
-    for p in targets {
-        match delete(p) {
-            Ok(()) => deleted.push(p.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("deleting `{}`", p.display())));
+/// How deep under `data_dir` a purge looks for marks (`data/zookeeper/.data.cdq-mark` is 2).
+const MARK_DEPTH: usize = 3;
+
+/// Deletes what carries cdq's mark for `project`: each data directory cdq made (its mark
+/// beside it, see `fsio::write_mark`) and the parents it made for them once empty, the
+/// rendered `.env` and `confd/` files (cdq's header, or the render manifest), `secrets.env`
+/// (cdq's header); then `data_dir` itself only if it is left empty. Everything else stays,
+/// listed with the reason. Nothing is followed through a symlink. Errors name the path.
+pub fn purge(s: &Settings, project: &str) -> anyhow::Result<Purged> {
+    let mut out = Purged::default();
+    purge_data(&s.data_dir, project, &mut out)?;
+    purge_rendered(&s.deploy_dir, &mut out)?;
+    Ok(out)
+}
+
+fn is_dir_nofollow(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+fn purge_data(data_dir: &Path, project: &str, out: &mut Purged) -> anyhow::Result<()> {
+    if !data_dir.exists() {
+        return Ok(());
+    }
+    let mut parents: Vec<PathBuf> = Vec::new();
+    for mark_file in fsio::find_marks(data_dir, MARK_DEPTH) {
+        let (Some(dir), Some(mark)) = (
+            fsio::marked_by(&mark_file),
+            fsio::read_mark_file(&mark_file),
+        ) else {
+            continue;
+        };
+        if mark.project != project {
+            if dir.exists() {
+                out.left.push((
+                    dir,
+                    format!(
+                        "made by cdq for project `{}` (deploy directory `{}`), not this one",
+                        mark.project,
+                        mark.deploy_dir.display()
+                    ),
+                ));
+            }
+            continue;
+        }
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                // An adopted link: the link is cdq's to remove, what it points to is not.
+                let target = std::fs::read_link(&dir).unwrap_or_default();
+                remove_path(&dir, false)?;
+                out.deleted.push(dir.clone());
+                out.left.push((
+                    target,
+                    format!(
+                        "the data `{}` pointed to (a symlink cdq was told to adopt): delete it yourself if you mean to",
+                        dir.display()
+                    ),
+                ));
+            }
+            Ok(m) if m.is_dir() => {
+                remove_path(&dir, true)?;
+                out.deleted.push(dir.clone());
+            }
+            Ok(_) => out
+                .left
+                .push((dir.clone(), "not a directory, so not cdq's".into())),
+            Err(_) => {}
+        }
+        remove_path(&mark_file, false)?;
+        parents.extend(mark.created);
+    }
+    // Parents cdq made for its directories, deepest first, only once empty.
+    parents.sort();
+    parents.dedup();
+    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in parents
+        .iter()
+        .filter(|p| p.starts_with(data_dir) && *p != data_dir)
+    {
+        rmdir_if_empty(p, out)?;
+    }
+    if fsio::non_empty_dir(data_dir) {
+        let mut names: Vec<String> = std::fs::read_dir(data_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        for n in names {
+            let p = data_dir.join(&n);
+            if !out.left.iter().any(|(l, _)| *l == p || l.starts_with(&p)) {
+                out.left
+                    .push((p, "not made by cdq for this project".into()));
             }
         }
+        out.left.push((
+            data_dir.to_path_buf(),
+            "the data directory still holds what is listed above".into(),
+        ));
+    } else {
+        rmdir_if_empty(data_dir, out)?;
     }
-    Ok(deleted)
+    Ok(())
 }
 
-fn delete(p: &Path) -> std::io::Result<()> {
-    if p.is_dir() {
+fn rmdir_if_empty(p: &Path, out: &mut Purged) -> anyhow::Result<()> {
+    if !is_dir_nofollow(p) {
+        return Ok(());
+    }
+    match std::fs::remove_dir(p) {
+        Ok(()) => {
+            out.deleted.push(p.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        Err(e) => Err(fsio::io_error("deleting", p, &e).into()),
+    }
+}
+
+fn remove_path(p: &Path, dir: bool) -> anyhow::Result<()> {
+    let r = if dir {
+        // remove_dir_all does not follow symlinks inside the tree.
         std::fs::remove_dir_all(p)
     } else {
         std::fs::remove_file(p)
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(fsio::io_error("deleting", p, &e).into()),
     }
+}
+
+/// Every regular file under `dir` (not following symlinks), with symlinks listed apart.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        let p = e.path();
+        if t.is_symlink() {
+            links.push(p);
+        } else if t.is_dir() {
+            walk(&p, files, links);
+        } else if t.is_file() {
+            files.push(p);
+        }
+    }
+}
+
+fn purge_rendered(deploy_dir: &Path, out: &mut Purged) -> anyhow::Result<()> {
+    let secrets = crate::secrets::path(deploy_dir);
+    let header = |p: &Path| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())
+            && std::fs::read(p).is_ok_and(|b| b.starts_with(crate::secrets::HEADER.as_bytes()))
+    };
+    if std::fs::symlink_metadata(&secrets).is_ok() {
+        if header(&secrets) {
+            remove_path(&secrets, false)?;
+            out.deleted.push(secrets);
+        } else {
+            out.left.push((
+                secrets,
+                "not generated by cdq (no cdq header), or a symlink".into(),
+            ));
+        }
+    }
+    let mut files = vec![deploy_dir.join(".env")];
+    let mut links = Vec::new();
+    let confd = deploy_dir.join("confd");
+    if is_dir_nofollow(&confd) {
+        walk(&confd, &mut files, &mut links);
+    } else if std::fs::symlink_metadata(&confd).is_ok() {
+        links.push(confd.clone());
+    }
+    for f in files {
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        if !std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let rel = f.strip_prefix(deploy_dir).unwrap_or(&f);
+        if crate::render::written_by_cdq(deploy_dir, rel, &bytes) {
+            remove_path(&f, false)?;
+            out.deleted.push(f);
+        } else {
+            out.left
+                .push((f, "not written by cdq (no cdq header)".into()));
+        }
+    }
+    for l in links {
+        out.left.push((l, "a symlink cdq did not create".into()));
+    }
+    // Only the directories the render recorded creating, deepest first, once empty: an
+    // empty directory someone else made under `confd/` stays.
+    let mut dirs: Vec<PathBuf> = crate::render::manifest(deploy_dir)
+        .dirs
+        .into_iter()
+        .map(|d| deploy_dir.join(d))
+        .filter(|d| d.starts_with(deploy_dir) && *d != deploy_dir)
+        .collect();
+    dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for d in dirs {
+        rmdir_if_empty(&d, out)?;
+    }
+    Ok(())
 }
 
 /// Refuses a purge that would delete more than the stack's own data.

@@ -62,6 +62,54 @@ pub async fn observe<E: Engine>(
     })
 }
 
+/// Marks the data directories of the services the user adopts (`--adopt-data`) as this
+/// project's, so `up` mounts them and `down --purge` deletes them. Returns each directory
+/// marked, with what happens to it. A name that is no service of the project is refused.
+pub fn adopt(
+    project: &Project,
+    services: &std::collections::BTreeSet<String>,
+) -> Result<Vec<(std::path::PathBuf, String)>, CdqError> {
+    let mut out = Vec::new();
+    for svc in services {
+        let spec = project.services.get(svc).ok_or_else(|| {
+            CdqError::usage(format!(
+                "`--adopt-data {svc}`: the stack has no service `{svc}`"
+            ))
+            .hint(format!(
+                "name one of: {}",
+                project
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        for b in spec.binds.iter().filter(|b| !b.read_only) {
+            let check = crate::fsio::classify(&b.source, &project.name);
+            if check.usable() {
+                continue;
+            }
+            let was = check.describe();
+            crate::fsio::write_mark(
+                &b.source,
+                &crate::fsio::Mark {
+                    project: project.name.clone(),
+                    deploy_dir: project.dir.clone(),
+                    created: vec![],
+                },
+            )?;
+            out.push((
+                b.source.clone(),
+                format!(
+                    "{was}; it is now mounted into `{svc}` (whose entrypoint hands it to the uid `{svc}` runs as) and `down --purge` deletes it"
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// The health deadlines: each catalogue service's own, `default` for the rest.
 pub fn options(settings: &Settings, default: Option<Duration>) -> Options {
     let deadlines = Service::ALL

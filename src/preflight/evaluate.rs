@@ -4,6 +4,8 @@
 //! Thresholds that depend on the chosen images (vm.max_map_count, open files, memory) come
 //! from the catalogue (`compose/<arch>.yaml`), not from code here.
 
+use std::path::Path;
+
 use crate::engine::MIN_API_VERSION;
 use crate::services::Arch;
 
@@ -13,6 +15,8 @@ use super::{Finding, Status};
 
 /// The oldest Docker Engine cdq supports: 18.09 speaks API 1.39 (`MIN_API_VERSION`).
 pub const MIN_ENGINE: (u64, u64) = (18, 9);
+/// The oldest Podman whose Docker API and libpod health check endpoint cdq relies on.
+pub const MIN_PODMAN: (u64, u64) = (4, 0);
 /// Nine JVM and database services on fewer cores start, but time out their health checks.
 pub const MIN_CPUS: usize = 2;
 pub const RECOMMENDED_CPUS: usize = 4;
@@ -24,7 +28,7 @@ pub const DATA_WARN_MB: u64 = 10 * 1024;
 pub const DOCKER_FAIL_MB: u64 = 2 * 1024;
 pub const DOCKER_WARN_MB: u64 = 8 * 1024;
 
-fn finding(
+pub(super) fn finding(
     id: impl Into<String>,
     status: Status,
     found: impl Into<String>,
@@ -40,7 +44,7 @@ fn finding(
     }
 }
 
-fn pass(id: &str, found: impl Into<String>, needed: impl Into<String>) -> Finding {
+pub(super) fn pass(id: &str, found: impl Into<String>, needed: impl Into<String>) -> Finding {
     finding(id, Status::Pass, found, needed, None)
 }
 
@@ -68,9 +72,12 @@ pub fn evaluate(f: &Facts, r: &Requirements) -> Vec<Finding> {
     kernel_checks(f, r, &mut out);
     port_checks(f, &mut out);
     data_dir_checks(f, r, &mut out);
+    deploy_dir_check(f, &mut out);
+    service_dir_checks(f, r, &mut out);
     clock_checks(f, &mut out);
     image_checks(f, r, &mut out);
     super::olddata::judge(&f.old_data, &mut out);
+    super::hostcompat::checks(f, r, &mut out);
     out.push(host_ip_check(f));
     out
 }
@@ -109,19 +116,33 @@ fn docker_checks(f: &Facts, out: &mut Vec<Finding>) {
     };
     out.push(pass(
         "docker",
-        format!("Docker {} ({})", info.server_version, info.os),
+        format!("{} {} ({})", info.product, info.server_version, info.os),
         "a reachable Docker daemon",
     ));
+    // Podman's versions are its own (4.3.1): only its API version compares with Docker's.
+    let podman = info.product == "Podman";
 
     let needed = format!(
         "Docker >= {}.{:02}, API >= {MIN_API_VERSION}",
         MIN_ENGINE.0, MIN_ENGINE.1
     );
-    let engine_ok = major_minor(&info.server_version).is_some_and(|v| v >= MIN_ENGINE);
+    let floor = if podman { MIN_PODMAN } else { MIN_ENGINE };
+    let engine_ok = major_minor(&info.server_version).is_some_and(|v| v >= floor);
     let api_ok = major_minor(&info.api_version)
         .zip(major_minor(MIN_API_VERSION))
         .is_some_and(|(v, min)| v >= min);
-    let found = format!("Docker {}, API {}", info.server_version, info.api_version);
+    let found = format!(
+        "{} {}, API {}",
+        info.product, info.server_version, info.api_version
+    );
+    let needed = if podman {
+        format!(
+            "Podman >= {}.{}, API >= {MIN_API_VERSION}",
+            floor.0, floor.1
+        )
+    } else {
+        needed
+    };
     out.push(if engine_ok && api_ok {
         pass("docker-version", found, needed)
     } else {
@@ -130,7 +151,11 @@ fn docker_checks(f: &Facts, out: &mut Vec<Finding>) {
             Status::Fail,
             found,
             needed,
-            Some("upgrade Docker to 18.09 or newer (the distribution's `docker.io` package is enough)".into()),
+            Some(if podman {
+                "upgrade Podman to 4.0 or newer (the distribution's `podman` package)".into()
+            } else {
+                "upgrade Docker to 18.09 or newer (the distribution's `docker.io` package is enough)".into()
+            }),
         )
     });
 
@@ -331,26 +356,8 @@ fn kernel_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         }
     });
 
-    out.push(match &r.nofile {
-        None => pass("nofile", "not checked", "nothing: no enabled image needs it"),
-        Some(n) => {
-            let needed = format!(">= {} for {}", n.value, n.by.join(", "));
-            match f.nofile {
-                Some(v) if v < n.value => finding(
-                    "nofile",
-                    Status::Warn,
-                    format!("{v} (this shell's `ulimit -n`)"),
-                    needed,
-                    Some(format!(
-                        "the compose file sets it per container; if they still fail, raise the daemon's: `LimitNOFILE={}` in Docker's systemd unit, and `ulimit -n {}` here",
-                        n.value, n.value
-                    )),
-                ),
-                Some(v) => pass("nofile", v.to_string(), needed),
-                None => pass("nofile", "unlimited", needed),
-            }
-        }
-    });
+    // Judged on what a container is granted (a probe container), not this shell's limit.
+    super::hostcompat::limits(f, r, out);
 
     out.push(if f.swap_total_mb > 0 {
         finding(
@@ -376,13 +383,19 @@ fn kernel_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         None => pass("thp", "not available", "madvise or never"),
     });
 
-    out.push(if f.selinux_enforcing == Some(true) {
+    out.push(if f.selinux_enforcing == Some(true) && r.compat.relabelled {
+        pass(
+            "selinux",
+            "enforcing; bind mounts relabelled (`:z`)",
+            "not enforcing, or volumes with `:z`",
+        )
+    } else if f.selinux_enforcing == Some(true) {
         finding(
             "selinux",
             Status::Warn,
-            "enforcing",
+            "enforcing, bind mounts not relabelled",
             "bind mounts labelled for containers",
-            Some("add `:z` to the volumes in the rendered compose file, or for the PoC `sudo setenforce 0`".into()),
+            Some("set `selinux_relabel: true` (or `auto`) in cdq.yaml: cdq renders `:z` on every bind mount; or for the PoC `sudo setenforce 0`".into()),
         )
     } else {
         pass(
@@ -475,6 +488,17 @@ fn data_dir_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
             needed,
             Some(format!("move the file away, {elsewhere}")),
         )
+    } else if d.read_only {
+        finding(
+            "data-dir",
+            Status::Fail,
+            format!("`{}` is on a read-only filesystem", d.nearest.display()),
+            needed,
+            Some(format!(
+                "remount it read-write (`sudo mount -o remount,rw $(stat -c %m {})`), {elsewhere}",
+                d.nearest.display()
+            )),
+        )
     } else if !d.writable {
         finding(
             "data-dir",
@@ -508,6 +532,107 @@ fn data_dir_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
             Some("nothing to do: cdq hands each directory over through a short-lived helper container".into()),
         ),
     });
+}
+
+/// What the deploy directory needs: room for the rendered files, `secrets.env` and its lock.
+const DEPLOY_MIN_MB: u64 = 16;
+
+fn deploy_dir_check(f: &Facts, out: &mut Vec<Finding>) {
+    let d = &f.deploy_dir;
+    let path = d.path.display();
+    let near = d.nearest.display();
+    let needed = format!("writable, >= {DEPLOY_MIN_MB} MiB free (rendered files, secrets.env)");
+    let elsewhere = "or use another deploy directory: `--dir DIR` (or `CDQ_DIR`)";
+    out.push(if (d.exists && !d.is_dir) || (!d.exists && !d.nearest_is_dir) {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!("`{near}` is a file"),
+            needed,
+            Some(format!("move the file away, {elsewhere}")),
+        )
+    } else if d.read_only {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!("`{near}` is on a read-only filesystem"),
+            needed,
+            Some(format!(
+                "remount it read-write (`sudo mount -o remount,rw $(stat -c %m {near})`), {elsewhere}"
+            )),
+        )
+    } else if !d.writable {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!("`{near}` is not writable"),
+            needed,
+            Some(format!(
+                "`sudo mkdir -p {path} && sudo chown $USER {path}`, {elsewhere}"
+            )),
+        )
+    } else if d.free_mb.is_some_and(|mb| mb < DEPLOY_MIN_MB) {
+        finding(
+            "deploy-dir",
+            Status::Fail,
+            format!(
+                "{} MiB free at `{near}`",
+                d.free_mb.unwrap_or_default()
+            ),
+            needed,
+            Some(format!("free space at `{near}` (`df -h {near}`), {elsewhere}")),
+        )
+    } else {
+        pass("deploy-dir", format!("`{path}` is writable"), needed)
+    });
+}
+
+/// Each service's data directory: cdq mounts only what it made for this project, an empty
+/// directory, or one the user adopts with `--adopt-data SERVICE`.
+fn service_dir_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
+    for sd in &f.service_dirs {
+        let id = format!("data-{}", sd.service);
+        let needed = "missing, empty, or made by cdq for this project";
+        let to = match sd.uid {
+            Some(u) => format!("uid {u}"),
+            None => "the uid the image runs as".to_string(),
+        };
+        let found = sd.check.describe();
+        out.push(if sd.check.usable() {
+            pass(&id, found, needed)
+        } else if r.adopt.contains(&sd.service) {
+            finding(
+                &id,
+                Status::Warn,
+                found,
+                needed,
+                Some(format!(
+                    "adopted (`--adopt-data {}`): its files are handed to {to} and `down --purge` will delete it",
+                    sd.service
+                )),
+            )
+        } else {
+            let dir = sd.check.path.display();
+            let parent = sd
+                .check
+                .path
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .display();
+            finding(
+                &id,
+                Status::Fail,
+                found,
+                needed,
+                Some(format!(
+                    "use another data directory (`--data-dir DIR`), or move it aside (`mv {dir} {parent}/{}.before-cdq`), or hand it to `{}` with `--adopt-data {}` (its files become {to}'s, and `down --purge` deletes it)",
+                    sd.check.path.file_name().unwrap_or_default().to_string_lossy(),
+                    sd.service,
+                    sd.service
+                )),
+            )
+        });
+    }
 }
 
 fn clock_checks(f: &Facts, out: &mut Vec<Finding>) {
@@ -633,7 +758,7 @@ fn host_ip_check(f: &Facts) -> Finding {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::facts::{DirProbe, ImageProbe, IpProbe, PortProbe};
     use super::super::report;
     use super::super::requirements::{HostNeed, PortNeed};
@@ -643,7 +768,7 @@ mod tests {
     use crate::hostip::Source;
     use std::collections::BTreeSet;
 
-    fn req() -> Requirements {
+    pub(in crate::preflight) fn req() -> Requirements {
         Requirements {
             arch: Arch::Amd64,
             services: vec!["elasticsearch".into(), "kafka".into(), "server".into()],
@@ -662,6 +787,10 @@ mod tests {
             uids: [1000, 1001].into_iter().collect(),
             images: vec![],
             data_dir: "/srv/cdq/data".into(),
+            deploy_dir: "/srv/cdq".into(),
+            project: "cdq".into(),
+            service_dirs: vec![],
+            adopt: BTreeSet::new(),
             host_ip: Decision {
                 ip: "10.1.2.3".parse().unwrap(),
                 source: Source::Detected,
@@ -669,6 +798,7 @@ mod tests {
             },
             explicit_arch: false,
             data: vec![],
+            compat: crate::preflight::hostcompat::tests::needs(),
         }
     }
 
@@ -693,10 +823,11 @@ mod tests {
     }
 
     /// A host where every check passes.
-    fn good() -> Facts {
+    pub(in crate::preflight) fn good() -> Facts {
         Facts {
             host_arch: "x86_64".into(),
             docker: Ok(EngineInfo {
+                product: "Docker".into(),
                 server_version: "20.10.24+dfsg1".into(),
                 api_version: "1.41".into(),
                 arch: "x86_64".into(),
@@ -720,7 +851,19 @@ mod tests {
                 nearest_is_dir: true,
                 writable: true,
                 free_mb: Some(100 * 1024),
+                read_only: false,
             },
+            deploy_dir: DirProbe {
+                path: "/srv/cdq".into(),
+                exists: true,
+                is_dir: true,
+                nearest: "/srv/cdq".into(),
+                nearest_is_dir: true,
+                writable: true,
+                free_mb: Some(100 * 1024),
+                read_only: false,
+            },
+            service_dirs: vec![],
             docker_root_free_mb: Some(50 * 1024),
             vm_max_map_count: Some(262144),
             nofile: Some(1048576),
@@ -744,10 +887,31 @@ mod tests {
                 candidates: vec!["10.1.2.3 (eth0)".into()],
             },
             old_data: vec![],
+            compat: crate::preflight::hostcompat::tests::facts(),
         }
     }
 
-    fn outcome(f: &Facts, r: &Requirements, id: &str) -> Finding {
+    fn foreign() -> crate::fsio::DirState {
+        crate::fsio::DirState::Foreign {
+            owner: "uid 1234".into(),
+            entries: vec!["ibdata1".into()],
+            total: 1,
+        }
+    }
+
+    fn service_dir(state: crate::fsio::DirState) -> super::super::facts::ServiceDir {
+        super::super::facts::ServiceDir {
+            service: "mysql".into(),
+            uid: Some(999),
+            check: crate::fsio::DirCheck {
+                path: "/srv/cdq/data/mysql".into(),
+                link: None,
+                state,
+            },
+        }
+    }
+
+    pub(in crate::preflight) fn outcome(f: &Facts, r: &Requirements, id: &str) -> Finding {
         evaluate(f, r)
             .into_iter()
             .find(|x| x.id == id)
@@ -759,7 +923,9 @@ mod tests {
         let all = evaluate(&good(), &req());
         let bad: Vec<_> = all.iter().filter(|f| f.status != Status::Pass).collect();
         assert!(bad.is_empty(), "{bad:#?}");
-        assert_eq!(all.len(), 22);
+        // 22 before the Xinchuang checks (container-engine, clone3, cgroup, page-size, memlock)
+        // and issue 18's `deploy-dir` (service data dirs add one each when present).
+        assert_eq!(all.len(), 28);
     }
 
     type Row = (
@@ -976,6 +1142,106 @@ mod tests {
         ("selinux", "selinux", Status::Warn, "`:z`", |f, _| {
             f.selinux_enforcing = Some(true)
         }),
+        (
+            "selinux relabelled",
+            "selinux",
+            Status::Pass,
+            "relabelled",
+            |f, r| {
+                f.selinux_enforcing = Some(true);
+                r.compat.relabelled = true;
+            },
+        ),
+        // The Xinchuang checks: one row each here, every outcome in hostcompat's tests.
+        (
+            "engine docker",
+            "container-engine",
+            Status::Pass,
+            "Docker 20.10.24",
+            |_, _| {},
+        ),
+        (
+            "clone3 ok",
+            "clone3",
+            Status::Pass,
+            "allows clone3",
+            |_, _| {},
+        ),
+        ("cgroup v2", "cgroup", Status::Pass, "v2", |_, _| {}),
+        ("4k pages", "page-size", Status::Pass, "4 KiB", |_, _| {}),
+        (
+            "memlock unasked",
+            "memlock",
+            Status::Pass,
+            "no image present",
+            |_, _| {},
+        ),
+        (
+            "data dir read-only",
+            "data-dir",
+            Status::Fail,
+            "sudo mount -o remount,rw",
+            |f, _| f.data_dir.read_only = true,
+        ),
+        (
+            "deploy dir ok",
+            "deploy-dir",
+            Status::Pass,
+            "writable",
+            |_, _| {},
+        ),
+        (
+            "deploy dir read-only",
+            "deploy-dir",
+            Status::Fail,
+            "sudo mount -o remount,rw $(stat -c %m /srv/cdq)",
+            |f, _| f.deploy_dir.read_only = true,
+        ),
+        (
+            "deploy dir full",
+            "deploy-dir",
+            Status::Fail,
+            "df -h /srv/cdq",
+            |f, _| f.deploy_dir.free_mb = Some(0),
+        ),
+        (
+            "deploy dir not writable",
+            "deploy-dir",
+            Status::Fail,
+            "sudo chown $USER /srv/cdq",
+            |f, _| f.deploy_dir.writable = false,
+        ),
+        (
+            "deploy dir a file",
+            "deploy-dir",
+            Status::Fail,
+            "move the file away",
+            |f, _| f.deploy_dir.is_dir = false,
+        ),
+        (
+            "service dir empty",
+            "data-mysql",
+            Status::Pass,
+            "is empty",
+            |f, _| f.service_dirs = vec![service_dir(crate::fsio::DirState::Empty)],
+        ),
+        (
+            "service dir foreign",
+            "data-mysql",
+            Status::Fail,
+            "`--adopt-data mysql` (its files become uid 999's",
+            |f, _| f.service_dirs = vec![service_dir(foreign())],
+        ),
+        (
+            "service dir foreign, adopted",
+            "data-mysql",
+            Status::Warn,
+            "handed to uid 999",
+            |f, r| {
+                f.service_dirs = vec![service_dir(foreign())];
+                r.adopt.insert("mysql".into());
+            },
+        ),
         ("port free", "port-8080", Status::Pass, "free", |_, _| {}),
         (
             "port held",
@@ -1248,7 +1514,7 @@ mod tests {
         insta::assert_snapshot!(report::table(&mixed()));
         assert_eq!(
             report::summary(&mixed(), false),
-            "preflight failed: 2 failed, 1 warnings, 20 passed"
+            "preflight failed: 2 failed, 1 warnings, 26 passed"
         );
     }
 

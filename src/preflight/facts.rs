@@ -59,6 +59,15 @@ pub struct DirProbe {
     pub writable: bool,
     /// Free space for unprivileged users at `nearest`, in MiB.
     pub free_mb: Option<u64>,
+    /// The filesystem holding `nearest` is mounted read-only (no chown or sudo fixes that).
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceDir {
+    pub service: String,
+    pub uid: Option<u32>,
+    pub check: crate::fsio::DirCheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,6 +139,9 @@ pub struct Facts {
     pub memory_available_mb: u64,
     pub swap_total_mb: u64,
     pub data_dir: DirProbe,
+    pub deploy_dir: DirProbe,
+    /// Each service's read-write data directory, as cdq's ownership rules see it.
+    pub service_dirs: Vec<ServiceDir>,
     pub docker_root_free_mb: Option<u64>,
     /// Read only when an enabled image needs it.
     pub vm_max_map_count: Option<u64>,
@@ -147,6 +159,8 @@ pub struct Facts {
     pub host_ip: IpProbe,
     /// What the mysql and kafka data directories hold (see `olddata`).
     pub old_data: Vec<super::olddata::Probe>,
+    /// Page size, cgroup, engines present, and what probe containers said (Xinchuang).
+    pub compat: super::compat::CompatFacts,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -188,6 +202,13 @@ pub async fn gather<E: Engine>(
             }
         }
     }
+    let compat = super::compat::gather(
+        engine.zip(docker.as_ref().ok()),
+        &images,
+        &req.compat,
+        project,
+    )
+    .await;
     let docker_root_free_mb = docker
         .as_ref()
         .ok()
@@ -219,6 +240,16 @@ pub async fn gather<E: Engine>(
         memory_available_mb,
         swap_total_mb,
         data_dir: probe_dir(&req.data_dir),
+        deploy_dir: probe_dir(&req.deploy_dir),
+        service_dirs: req
+            .service_dirs
+            .iter()
+            .map(|(service, dir, uid)| ServiceDir {
+                service: service.clone(),
+                uid: *uid,
+                check: crate::fsio::classify(dir, project),
+            })
+            .collect(),
         docker_root_free_mb,
         vm_max_map_count: req
             .vm_max_map_count
@@ -246,6 +277,7 @@ pub async fn gather<E: Engine>(
         images,
         host_ip: probe_ip(&req.host_ip),
         old_data: super::olddata::probe(&req.data),
+        compat,
     }
 }
 
@@ -293,6 +325,8 @@ pub fn probe_dir(path: &Path) -> DirProbe {
         is_dir: path.is_dir(),
         writable: rustix::fs::access(&nearest, rustix::fs::Access::WRITE_OK).is_ok(),
         free_mb: free_mb(&nearest),
+        read_only: rustix::fs::statvfs(&nearest)
+            .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)),
         nearest_is_dir: nearest.is_dir(),
         nearest,
     }

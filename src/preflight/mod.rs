@@ -4,12 +4,15 @@
 //! Owns the flow `requirements (pure) -> facts (I/O, gathered once) -> evaluate (pure) ->
 //! report (pure text)`; `cdq preflight` and `cdq up` both call [`findings`].
 //!
-//! Must not: create or change anything (no directory, no file, no container, no network:
-//! `cdq up` on a failing host must leave nothing behind), print other than through `ui`, or
-//! import bollard (the engine is reached through the [`Engine`] trait only).
+//! Must not: create or change anything (no directory, no file, no network: `cdq up` on a
+//! failing host must leave nothing behind; the only containers are `compat`'s short probes,
+//! which `run_oneoff` removes whatever happens), print other than through `ui`, or import
+//! bollard (the engine is reached through the [`Engine`] trait only).
 
+pub mod compat;
 pub mod evaluate;
 pub mod facts;
+pub mod hostcompat;
 pub mod olddata;
 pub mod report;
 pub mod requirements;
@@ -89,7 +92,8 @@ pub async fn findings<E: Engine>(
     let ip = ctx.ip.as_ref().ok_or_else(|| {
         CdqError::failure("internal: the host IP was not decided before preflight")
     })?;
-    let req = Requirements::derive(&ctx.settings, &rendered.catalog, ctx.arch, ip, project);
+    let mut req = Requirements::derive(&ctx.settings, &rendered.catalog, ctx.arch, ip, project);
+    req.adopt = ctx.adopt.clone();
     let facts = facts::gather(engine, &req, &project.name).await;
     Ok(evaluate(&facts, &req))
 }

@@ -249,7 +249,7 @@ fn judge_one(p: &Probe) -> Option<Finding> {
     {
         let dir = n.dir.display();
         return Some(Finding {
-            id: format!("data-{}", n.service),
+            id: format!("data-format-{}", n.service),
             status: Status::Fail,
             found: format!(
                 "`{dir}` belongs to uid {owner}; `{}` runs as uid {want} and cannot write it",
@@ -261,7 +261,7 @@ fn judge_one(p: &Probe) -> Option<Finding> {
             )),
         });
     }
-    let id = format!("data-{}", n.service);
+    let id = format!("data-format-{}", n.service);
     let dir = n.dir.display();
     let finding = |status, found: String, needed: String, fix: Option<String>| Finding {
         id: id.clone(),
@@ -467,7 +467,7 @@ mod tests {
         touch(&t.path().join("mysql_upgrade_info"), "5.7.44");
         let f = one("mysql", t.path(), Reader::Mysql(8, 4)).unwrap();
         assert_eq!(f.status, Status::Fail);
-        assert_eq!(f.id, "data-mysql");
+        assert_eq!(f.id, "data-format-mysql");
         assert!(f.found.contains("MySQL 5.7.44 data"), "{}", f.found);
         assert!(f.found.contains("5.7 data needs 8.0 first"), "{}", f.found);
         let fix = f.fix.unwrap();

@@ -45,10 +45,19 @@ pub struct Requirements {
     /// (service, image reference), as the rendered file runs them.
     pub images: Vec<(String, String)>,
     pub data_dir: PathBuf,
+    pub deploy_dir: PathBuf,
+    /// The project's name, which a data directory's mark must carry.
+    pub project: String,
+    /// (service, read-write bind source, the uid the service's image runs as if known).
+    pub service_dirs: Vec<(String, PathBuf, Option<u32>)>,
+    /// Services whose foreign data directory the user adopts (`--adopt-data`).
+    pub adopt: BTreeSet<String>,
     pub host_ip: Decision,
     pub explicit_arch: bool,
     /// Data directories whose contents the chosen images must be able to read.
     pub data: Vec<super::olddata::DataNeed>,
+    /// What the Xinchuang checks need (clone3, page size, granted limits, relabelling).
+    pub compat: super::compat::CompatNeeds,
 }
 
 fn max_need(
@@ -115,9 +124,28 @@ impl Requirements {
                 .map(|(n, spec)| (n.clone(), spec.image.clone()))
                 .collect(),
             data_dir: s.data_dir.clone(),
+            deploy_dir: s.deploy_dir.clone(),
+            project: project.name.clone(),
+            service_dirs: project
+                .services
+                .iter()
+                .flat_map(|(name, spec)| {
+                    let uid = Service::ALL
+                        .iter()
+                        .find(|x| x.name() == name)
+                        .and_then(|x| catalog.images.get(x))
+                        .map(|i| i.uid);
+                    spec.binds
+                        .iter()
+                        .filter(|b| !b.read_only)
+                        .map(move |b| (name.clone(), b.source.clone(), uid))
+                })
+                .collect(),
+            adopt: BTreeSet::new(),
             host_ip: host_ip.clone(),
             explicit_arch: s.arch.is_some(),
             data: super::olddata::needs(s, catalog, project),
+            compat: super::compat::CompatNeeds::derive(s, catalog, project),
         }
     }
 }

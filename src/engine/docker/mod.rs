@@ -6,12 +6,14 @@
 //! Must not: decide what to create or when (that is `plan`/`execute`), print, or touch any
 //! object it was not asked about by name or by the project label.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, NetworkCreateRequest, NetworkDisconnectRequest,
+    ContainerCreateBody, EventMessage, HostConfig, NetworkCreateRequest, NetworkDisconnectRequest,
+    ResourcesUlimits,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, ImportImageOptions,
@@ -23,8 +25,9 @@ use bollard::{API_DEFAULT_VERSION, ClientVersion};
 use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
 
 use super::{
-    ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, EventStream, ImageInfo,
-    LineStream, MIN_API_VERSION, OneOff, RegistryAuth, Result, TransferEvent, TransferStream,
+    ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, EventKind, EventStream,
+    ImageInfo, LineStream, MIN_API_VERSION, OneOff, RegistryAuth, Result, RunState, TransferEvent,
+    TransferStream,
 };
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -41,6 +44,14 @@ pub struct Docker {
     /// What the user would recognise: the socket path or the tcp address.
     socket: String,
     api_version: String,
+    /// `DOCKER_HOST`'s form, for the libpod requests bollard cannot make.
+    host: String,
+    /// Podman's version when the daemon is Podman (`podman.rs` says what differs).
+    podman: Option<String>,
+    /// When cdq last ran each container's health check on Podman.
+    checked: Arc<Mutex<HashMap<String, std::time::Instant>>>,
+    /// On Podman: the hard limits containers are kept within (`podman::hard_limits`).
+    hard_limits: Vec<(&'static str, Option<u64>)>,
 }
 
 impl Docker {
@@ -87,7 +98,7 @@ impl Docker {
             }
             Err(e) => return Err(probe.map_err(e, "")),
         };
-        let server_api = version.api_version.unwrap_or_default();
+        let server_api = version.api_version.clone().unwrap_or_default();
         let server = parse_version(&server_api).ok_or_else(|| {
             EngineError::Other(format!(
                 "the Docker daemon at `{socket}` reported an unreadable API version `{server_api}`"
@@ -115,6 +126,13 @@ impl Docker {
             client,
             socket,
             api_version: format!("{}.{}", negotiated.major_version, negotiated.minor_version),
+            host: host.to_string(),
+            hard_limits: match podman::detect(&version) {
+                Some(_) => podman::hard_limits(host),
+                None => Vec::new(),
+            },
+            podman: podman::detect(&version),
+            checked: Arc::default(),
         })
     }
 
@@ -191,12 +209,38 @@ impl Docker {
     }
 
     async fn inspect_raw(&self, id: &str) -> Result<Container> {
+        let c = self.inspect_plain(id).await?;
+        // Podman without systemd never runs health checks: cdq does, then looks again.
+        if let Some(version) = &self.podman
+            && c.state == RunState::Running
+            && c.health.is_some()
+            && podman::due(&self.checked, &c.id)
+        {
+            match podman::run_healthcheck(&self.host, version, &c.id).await {
+                Ok(_) => return self.inspect_plain(id).await,
+                // Stopped or removed meanwhile: the inspect above stands.
+                Err(_) => return Ok(c),
+            }
+        }
+        Ok(c)
+    }
+
+    async fn inspect_plain(&self, id: &str) -> Result<Container> {
         let resp = self
             .client
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
             .map_err(|e| self.map_err(e, id))?;
-        Ok(container_from_inspect(resp))
+        let mut c = container_from_inspect(resp);
+        if self.podman.is_some() {
+            c.image = podman::docker_reference(&c.image);
+        }
+        Ok(c)
+    }
+
+    /// Whether the daemon is Podman (its version), for callers that name the engine.
+    pub fn podman(&self) -> Option<&str> {
+        self.podman.as_deref()
     }
 
     async fn collect_logs(&self, id: &str, tail: Option<u64>) -> Result<Vec<String>> {
@@ -249,9 +293,14 @@ fn open(host: &str, socket: &str, version: &ClientVersion) -> Result<Docker> {
         client,
         socket: socket.to_string(),
         api_version: format!("{}.{}", version.major_version, version.minor_version),
+        host: host.to_string(),
+        podman: None,
+        checked: Arc::default(),
+        hard_limits: Vec::new(),
     })
 }
 
+mod podman;
 mod wire;
 
 use wire::*;
@@ -260,6 +309,12 @@ impl Engine for Docker {
     async fn info(&self) -> Result<EngineInfo> {
         let i = self.client.info().await.map_err(|e| self.map_err(e, ""))?;
         Ok(EngineInfo {
+            product: if self.podman.is_some() {
+                "Podman"
+            } else {
+                "Docker"
+            }
+            .into(),
             server_version: i.server_version.unwrap_or_default(),
             api_version: self.api_version.clone(),
             arch: i.architecture.unwrap_or_default(),
@@ -423,7 +478,10 @@ impl Engine for Docker {
     }
 
     async fn create_container(&self, spec: &CreateSpec<'_>) -> Result<String> {
-        let body = create_body(spec)?;
+        let mut body = create_body(spec)?;
+        if self.podman.is_some() {
+            podman::adjust_create(&mut body, &self.hard_limits);
+        }
         let opts = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
@@ -508,12 +566,13 @@ impl Engine for Docker {
     fn events(&self, project: &str) -> EventStream {
         let mut filters = label_filter(project);
         filters.insert("type".into(), vec!["container".into()]);
-        filters.insert(
-            "event".into(),
-            ["start", "die", "oom", "health_status", "destroy"]
-                .map(String::from)
-                .to_vec(),
-        );
+        let mut actions: Vec<String> = ["start", "die", "oom", "health_status", "destroy"]
+            .map(String::from)
+            .to_vec();
+        if self.podman.is_some() {
+            actions.extend(podman::EXTRA_EVENTS.map(String::from));
+        }
+        filters.insert("event".into(), actions);
         // The request is only sent when the stream is first polled; `since` = now keeps the
         // promise "from now on" for events that happen between this call and that poll.
         let now = SystemTime::now()
@@ -526,11 +585,29 @@ impl Engine for Docker {
         };
         let this = self.clone();
         Box::pin(self.client.events(Some(opts)).filter_map(move |m| {
-            let out = match m {
-                Ok(m) => event_from_message(m).map(Ok),
-                Err(e) => Some(Err(this.map_err(e, ""))),
-            };
-            std::future::ready(out)
+            let this = this.clone();
+            async move {
+                match m {
+                    Ok(m) => match event_from_message(m.clone()) {
+                        Some(ev) => Some(Ok(ev)),
+                        // Podman's `health_status` has no status: ask the container.
+                        None if this.podman.is_some()
+                            && m.action.as_deref() == Some("health_status") =>
+                        {
+                            let id = m.actor.as_ref()?.id.clone()?;
+                            let c = this.inspect_plain(&id).await.ok()?;
+                            let mut ev = event_from_message(EventMessage {
+                                action: Some("start".into()),
+                                ..m
+                            })?;
+                            ev.kind = EventKind::Health(c.health?);
+                            Some(Ok(ev))
+                        }
+                        None => None,
+                    },
+                    Err(e) => Some(Err(this.map_err(e, ""))),
+                }
+            }
         }))
     }
 
@@ -542,10 +619,24 @@ impl Engine for Docker {
             labels: Some(spec.labels.clone().into_iter().collect()),
             host_config: Some(HostConfig {
                 binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+                ulimits: (!spec.ulimits.is_empty()).then(|| {
+                    spec.ulimits
+                        .iter()
+                        .map(|(name, soft, hard)| ResourcesUlimits {
+                            name: Some(name.clone()),
+                            soft: Some(*soft),
+                            hard: Some(*hard),
+                        })
+                        .collect()
+                }),
                 ..Default::default()
             }),
             ..Default::default()
         };
+        let mut body = body;
+        if self.podman.is_some() {
+            podman::adjust_create(&mut body, &self.hard_limits);
+        }
         let id = match self
             .client
             .create_container(None::<CreateContainerOptions>, body)

@@ -125,8 +125,13 @@ pub(super) fn create_body(spec: &CreateSpec<'_>) -> Result<ContainerCreateBody> 
         .binds
         .iter()
         .map(|b| {
-            let ro = if b.read_only { ":ro" } else { "" };
-            format!("{}:{}{ro}", b.source.display(), b.target)
+            let mode = match (b.read_only, b.relabel) {
+                (true, Some(z)) => format!(":ro,{z}"),
+                (true, None) => ":ro".to_string(),
+                (false, Some(z)) => format!(":{z}"),
+                (false, None) => String::new(),
+            };
+            format!("{}:{}{mode}", b.source.display(), b.target)
         })
         .collect::<Vec<_>>();
     let ulimits = svc
@@ -176,6 +181,7 @@ pub(super) fn create_body(spec: &CreateSpec<'_>) -> Result<ContainerCreateBody> 
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             restart_policy: restart,
             ulimits: (!ulimits.is_empty()).then_some(ulimits),
+            security_opt: (!svc.security_opt.is_empty()).then(|| svc.security_opt.clone()),
             network_mode: Some(spec.network.clone()),
             // Init stays unset: the images run their own entrypoints as PID 1, as compose does.
             init: None,
@@ -297,7 +303,8 @@ pub(super) fn event_from_message(m: EventMessage) -> Option<Event> {
             exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
         },
         "oom" => EventKind::Oom,
-        "destroy" => EventKind::Destroy,
+        // Podman says `remove` where Docker says `destroy`.
+        "destroy" | "remove" => EventKind::Destroy,
         a => match a
             .strip_prefix("health_status")?
             .trim_start_matches(':')
@@ -362,6 +369,12 @@ mod tests {
         let e = event_from_message(msg("die")).unwrap();
         assert_eq!(e.kind, EventKind::Die { exit_code: Some(3) });
         assert!(event_from_message(msg("exec_start: sh")).is_none());
+        // Podman: a removal is `remove`; `health_status` alone has no status to read here.
+        assert_eq!(
+            event_from_message(msg("remove")).unwrap().kind,
+            EventKind::Destroy
+        );
+        assert!(event_from_message(msg("health_status")).is_none());
     }
 
     #[test]
