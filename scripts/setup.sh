@@ -13,6 +13,11 @@ command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 command -v update-binfmts >/dev/null || need+=(binfmt-support)
 command -v ip >/dev/null || need+=(iproute2)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# Registry tests (tests/registry_real.rs, scripts/bench-pull.sh): the CNCF distribution
+# registry, htpasswd for its bcrypt basic auth, buildah to assemble multi-arch tags.
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v buildah >/dev/null || need+=(buildah)
 # tests/podman_real.rs runs cdq through Podman's Docker API (it installs podman itself too).
 command -v podman >/dev/null || need+=(podman)
 if ((${#need[@]})); then

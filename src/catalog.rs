@@ -137,6 +137,9 @@ impl Catalog {
             })?;
             let (image, needs) = match (set, versions.refs.get(&s)) {
                 (ImageSet::Local, _) => (e.local.image.clone(), e.local.needs.clone()),
+                (ImageSet::LocalRegistry(registry), _) => {
+                    (registry.rewrite(&e.local.image), e.local.needs.clone())
+                }
                 (_, Some(whole)) => (whole.clone(), e.official.needs.clone()),
                 (ImageSet::Official, None) => (
                     with_tag(&e.official.image, versions.tag(s)),
@@ -173,6 +176,21 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_local_kit_from_a_registry_keeps_its_path_or_goes_flat() {
+        let a = Assets::default();
+        let none = Pins::default();
+        let mut r = crate::imageref::Registry::from("127.0.0.1:5000/cd");
+        let c = Catalog::load(&a, Arch::Arm64, &ImageSet::LocalRegistry(r.clone()), &none).unwrap();
+        assert_eq!(
+            c.image(Service::Redis),
+            "127.0.0.1:5000/cd/cdq-local/redis:2-arm64"
+        );
+        r.layout = crate::imageref::Layout::Flat;
+        let c = Catalog::load(&a, Arch::Amd64, &ImageSet::LocalRegistry(r), &none).unwrap();
+        assert_eq!(c.image(Service::Redis), "127.0.0.1:5000/cd/redis:2-amd64");
+    }
 
     #[test]
     fn both_arches_load_for_every_set() {

@@ -32,9 +32,13 @@ pub struct Global {
         value_name = "NAME"
     )]
     pub project: Option<String>,
-    /// Image set: `official`, `local` (the local image kit) or a registry prefix
+    /// Image set: `official` or `local` (the local image kit); a registry prefix here is the
+    /// older spelling of `--images official --registry PREFIX`
     #[arg(long, global = true, env = "CDQ_IMAGES", value_name = "SET")]
     pub images: Option<String>,
+    /// Pull and push the image set from this registry and project (`harbor.example.com:5000/cd`)
+    #[arg(long, global = true, env = "CDQ_REGISTRY", value_name = "PREFIX")]
+    pub registry: Option<String>,
     /// Data directory [default: DIR/data]
     #[arg(
         long = "data-dir",
@@ -78,6 +82,17 @@ pub enum ProgressMode {
     Json,
 }
 
+/// `cdq up --pull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullArg {
+    /// Pull what is not on the host for the target architecture
+    Missing,
+    /// Pull every image (picks up a moved tag)
+    Always,
+    /// Pull nothing (offline; preflight fails on a missing image)
+    Never,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Preflight, render, and start every service once what it depends on is healthy
@@ -110,6 +125,35 @@ pub enum Command {
         /// Do not back up a stateful service before replacing its image
         #[arg(long)]
         no_backup: bool,
+        /// Pull images before anything is created
+        #[arg(long, value_enum, default_value = "missing", value_name = "WHEN")]
+        pull: PullArg,
+    },
+    /// Pull the images of the current image set (for the target architecture) from its registry
+    Pull {
+        /// Services to pull [default: every enabled one]
+        services: Vec<String>,
+        #[arg(long, value_enum, env = "CDQ_ARCH")]
+        arch: Option<ArchArg>,
+        /// Pull even what is present
+        #[arg(long)]
+        always: bool,
+        /// Progress output
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressMode,
+    },
+    /// Copy the image set from this host (or a bundle) into the registry, under the names cdq
+    /// renders for it
+    Push {
+        /// Which architecture's images [default: the host's]
+        #[arg(long, value_enum, env = "CDQ_ARCH")]
+        arch: Option<ArchArg>,
+        /// Load the images of this bundle first, then push them
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// Progress output
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressMode,
     },
     /// Stop and remove the containers and network; data and secrets stay
     Down {

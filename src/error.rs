@@ -19,6 +19,9 @@ pub enum Kind {
     Unhealthy,
     /// Another cdq holds the deploy directory.
     Locked,
+    /// A registry refused or could not serve a pull or push (unreachable, TLS, 401, not
+    /// found, no variant for the architecture, disk full).
+    Registry,
     /// Ctrl-C.
     Interrupted,
     /// A name cdq would act on belongs to someone else: another deploy directory's stack,
@@ -37,6 +40,7 @@ impl Kind {
             Kind::Preflight => 3,
             Kind::Unhealthy => 4,
             Kind::Locked => 5,
+            Kind::Registry => 7,
             Kind::Interrupted => 130,
             Kind::Owned => 6,
             Kind::Signal(n) => 128 + n,
@@ -81,16 +85,22 @@ impl CdqError {
 
 /// The exit code for an error chain: the first typed error found decides, else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<CdqError>())
-        .map(|e| e.kind.exit_code())
-        .unwrap_or(1)
+    typed(err).map(|e| e.kind.exit_code()).unwrap_or(1)
+}
+
+/// The first typed error: the outermost one, which a chain item cannot show when it was
+/// added with `.context(CdqError)` (only `anyhow::Error::downcast_ref` sees a context), then
+/// down the chain.
+fn typed(err: &anyhow::Error) -> Option<&CdqError> {
+    err.downcast_ref::<CdqError>()
+        .or_else(|| err.chain().find_map(|e| e.downcast_ref::<CdqError>()))
 }
 
 /// Formats an error chain as cdq prints it (without trailing newline).
 pub fn format(err: &anyhow::Error) -> String {
     let mut out = String::new();
-    let mut hint = None;
+    // A typed context (the outermost error) carries the hint for the causes below it.
+    let mut hint = err.downcast_ref::<CdqError>().and_then(|e| e.hint.clone());
     for (i, cause) in err.chain().enumerate() {
         let text = cause.to_string();
         if i == 0 {
@@ -126,6 +136,19 @@ mod tests {
             "error: reading settings\ncaused by: `cdq.yaml`: unknown key `prot`\nhint: did you mean `ports`?"
         );
         assert_eq!(exit_code(&err), 2);
+    }
+
+    #[test]
+    fn a_typed_context_decides_the_code_and_the_hint() {
+        let err = anyhow::anyhow!("no basic auth credentials").context(
+            CdqError::new(Kind::Registry, "the registry `h:5000` refused")
+                .hint("`docker login h:5000`"),
+        );
+        assert_eq!(exit_code(&err), 6);
+        assert_eq!(
+            format(&err),
+            "error: the registry `h:5000` refused\ncaused by: no basic auth credentials\nhint: `docker login h:5000`"
+        );
     }
 
     #[test]

@@ -26,8 +26,32 @@ pub enum ImageSet {
     /// The local image kit (`scripts/build-local-images.sh`).
     Local,
     /// A private registry: every official reference rewritten under its prefix, keeping the
-    /// upstream path unless `registry_layout: flat`.
+    /// upstream path unless `registry_layout: flat` (`--images PREFIX`, or `official` with
+    /// `registry: PREFIX`).
     Registry(Registry),
+    /// The local kit served from a registry (`local` with `registry: PREFIX`):
+    /// `cdq-local/redis:2-amd64` -> `PREFIX/cdq-local/redis:2-amd64` (`PREFIX/redis:2-amd64`
+    /// flat). How the tests fill a loopback registry exactly as a customer fills Harbor.
+    LocalRegistry(Registry),
+}
+
+impl ImageSet {
+    /// The registry the references point at, if any.
+    pub fn registry(&self) -> Option<&Registry> {
+        match self {
+            ImageSet::Registry(r) | ImageSet::LocalRegistry(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The same set without its registry: where `cdq push` finds the images on this host.
+    pub fn without_registry(&self) -> ImageSet {
+        match self {
+            ImageSet::LocalRegistry(_) => ImageSet::Local,
+            ImageSet::Registry(_) => ImageSet::Official,
+            other => other.clone(),
+        }
+    }
 }
 
 impl ImageSet {
@@ -50,6 +74,7 @@ impl fmt::Display for ImageSet {
             ImageSet::Official => f.write_str("official"),
             ImageSet::Local => f.write_str("local"),
             ImageSet::Registry(r) => write!(f, "{r}"),
+            ImageSet::LocalRegistry(r) => write!(f, "local from {r}"),
         }
     }
 }
@@ -306,6 +331,7 @@ pub struct FileSettings {
     services: Option<Vec<String>>,
     versions: Option<PerService<String>>,
     image_refs: Option<PerService<String>>,
+    registry: Option<String>,
     registry_layout: Option<String>,
     ports: Option<PortsFile>,
     heap: Option<HeapFile>,
@@ -324,6 +350,8 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub project: Option<String>,
     pub images: Option<String>,
+    /// `--registry` / `CDQ_REGISTRY`.
+    pub registry: Option<String>,
     pub arch: Option<Arch>,
     pub data_dir: Option<PathBuf>,
     pub templates: Option<PathBuf>,
@@ -649,6 +677,33 @@ fn resolve(
         CdqError::usage(format!("image set: {m}"))
             .hint("write `official`, `local` or your mirror's prefix")
     })?;
+    if let Some(prefix) = o.registry.clone().or(f.registry) {
+        let problem = match ImageSet::parse(&prefix) {
+            Ok(ImageSet::Registry(_)) => None,
+            Ok(_) => Some(format!("`{prefix}` is an image set, not a registry prefix")),
+            Err(m) => Some(m),
+        };
+        if let Some(m) = problem {
+            return Err(CdqError::usage(format!("registry: {m}"))
+                .hint("write the registry and project, like `harbor.example.com:5000/cd`")
+                .into());
+        }
+        let r = Registry::from(prefix.as_str());
+        images = match images {
+            ImageSet::Official => ImageSet::Registry(r),
+            ImageSet::Local => ImageSet::LocalRegistry(r),
+            ImageSet::Registry(old) | ImageSet::LocalRegistry(old) => {
+                return Err(CdqError::usage(format!(
+                    "two registries: the image set `{old}` and the registry `{}`",
+                    r.prefix
+                ))
+                .hint(
+                    "`--images PREFIX` is the older spelling of `--images official --registry PREFIX`: give one of them",
+                )
+                .into());
+            }
+        };
+    }
     if let Some(text) = &f.registry_layout {
         let layout = Layout::parse(text).ok_or_else(|| {
             CdqError::usage(format!(
@@ -657,7 +712,7 @@ fn resolve(
             ))
             .hint("write `upstream` (a mirror or proxy cache of Docker Hub) or `flat` (a registry filled by hand)")
         })?;
-        if let ImageSet::Registry(r) = &mut images {
+        if let ImageSet::Registry(r) | ImageSet::LocalRegistry(r) = &mut images {
             r.layout = layout;
         }
     }
@@ -1039,6 +1094,47 @@ mod tests {
         .unwrap();
         assert_eq!(s.project, "fromflag");
         assert_eq!(s.images, ImageSet::Local);
+    }
+
+    #[test]
+    fn a_registry_applies_to_the_chosen_set_and_refuses_a_second_one() {
+        let s = load_text("registry: 127.0.0.1:5000/cd/\n").unwrap();
+        assert_eq!(s.images, ImageSet::Registry("127.0.0.1:5000/cd".into()));
+        let s = load_text("images: local\nregistry: 127.0.0.1:5000/cd\nregistry_layout: flat\n")
+            .unwrap();
+        assert_eq!(
+            s.images,
+            ImageSet::LocalRegistry(Registry {
+                prefix: "127.0.0.1:5000/cd".into(),
+                layout: Layout::Flat
+            })
+        );
+        assert_eq!(s.images.without_registry(), ImageSet::Local);
+        let o = Overrides {
+            registry: Some("harbor.example.com/cd".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(
+            PathBuf::from("/d"),
+            PathBuf::from("/d/cdq.yaml"),
+            true,
+            parse("images: local\n").unwrap(),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(s.images.registry().unwrap().prefix, "harbor.example.com/cd");
+        let e = load_text("images: mirror.example.com\nregistry: h:5000/cd\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "two registries: the image set `mirror.example.com` and the registry `h:5000/cd`"
+        );
+        assert_eq!(crate::error::exit_code(&e), 2);
+        let e = load_text("registry: local\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is an image set, not a registry prefix"),
+            "{e}"
+        );
     }
 
     #[test]

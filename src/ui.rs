@@ -491,3 +491,195 @@ impl crate::bundle::Meters for Ui {
         std::sync::Arc::new(self.transfer(what, total))
     }
 }
+
+/// How pull and push progress is shown (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferMode {
+    /// A bar per image with bytes and layers (a terminal).
+    Bars,
+    /// A line when an image starts, is retried and is done.
+    Lines,
+    /// One JSON object per event on stdout.
+    Json,
+}
+
+#[derive(Default)]
+struct ImageProgress {
+    /// Layer -> (bytes so far, total, done).
+    layers: BTreeMap<String, (u64, u64, bool)>,
+}
+
+impl ImageProgress {
+    fn apply(&mut self, e: &crate::engine::TransferEvent) {
+        let Some(layer) = &e.layer else { return };
+        let entry = self.layers.entry(layer.clone()).or_default();
+        if let (Some(c), Some(t)) = (e.current, e.total) {
+            // Extracting restarts the counter; bytes shown are the download's.
+            if e.status.starts_with("Downloading") || e.status.starts_with("Pushing") {
+                entry.0 = c;
+                entry.1 = t;
+            }
+        }
+        let s = e.status.as_str();
+        if matches!(
+            s,
+            "Pull complete" | "Already exists" | "Pushed" | "Layer already exists" | "Mounted from"
+        ) || s.starts_with("Mounted from")
+        {
+            entry.2 = true;
+            entry.0 = entry.1;
+        }
+    }
+    fn bytes(&self) -> (u64, u64) {
+        self.layers
+            .values()
+            .fold((0, 0), |(c, t), l| (c + l.0, t + l.1))
+    }
+    fn done_layers(&self) -> (usize, usize) {
+        (
+            self.layers.values().filter(|l| l.2).count(),
+            self.layers.len(),
+        )
+    }
+}
+
+/// Pull and push progress for `ops::transfer`, as bars, lines or JSON.
+pub struct TransferProgress {
+    mode: TransferMode,
+    verb: &'static str,
+    start: Instant,
+    multi: indicatif::MultiProgress,
+    bars: Mutex<BTreeMap<String, (indicatif::ProgressBar, ImageProgress)>>,
+}
+
+impl TransferProgress {
+    /// `verb` is `pull` or `push`.
+    pub fn new(mode: crate::cli::ProgressMode, verb: &'static str) -> Self {
+        use crate::cli::ProgressMode as P;
+        let mode = match mode {
+            P::Json => TransferMode::Json,
+            P::Plain => TransferMode::Lines,
+            P::Tty => TransferMode::Bars,
+            P::Auto if std::io::stderr().is_terminal() => TransferMode::Bars,
+            P::Auto => TransferMode::Lines,
+        };
+        TransferProgress {
+            mode,
+            verb,
+            start: Instant::now(),
+            multi: indicatif::MultiProgress::with_draw_target(
+                indicatif::ProgressDrawTarget::stderr(),
+            ),
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn t(&self) -> f64 {
+        (self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+    }
+
+    fn json(&self, reference: &str, kind: &str, detail: serde_json::Value) {
+        let line = serde_json::json!({
+            "t": self.t(),
+            "op": self.verb,
+            "image": reference,
+            "event": kind,
+            "detail": detail,
+        });
+        println!("{line}");
+    }
+}
+
+impl crate::ops::transfer::Reporter for TransferProgress {
+    fn start(&self, reference: &str, attempt: u32) {
+        match self.mode {
+            TransferMode::Json => self.json(
+                reference,
+                "start",
+                serde_json::json!({ "attempt": attempt }),
+            ),
+            TransferMode::Lines => eprintln!("[{:>7.2}s] {} {reference}", self.t(), self.verb),
+            TransferMode::Bars => {
+                let mut bars = self.bars.lock().expect("progress lock");
+                if !bars.contains_key(reference) {
+                    let bar = self.multi.add(indicatif::ProgressBar::new(0));
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{prefix} [{bar:24}] {bytes}/{total_bytes} {msg}",
+                        )
+                        .expect("a valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(reference.to_string());
+                    bars.insert(reference.to_string(), (bar, ImageProgress::default()));
+                }
+            }
+        }
+    }
+
+    fn event(&self, reference: &str, e: &crate::engine::TransferEvent) {
+        match self.mode {
+            TransferMode::Json => self.json(
+                reference,
+                "progress",
+                serde_json::json!({
+                    "layer": e.layer, "status": e.status, "current": e.current, "total": e.total,
+                }),
+            ),
+            TransferMode::Lines => {}
+            TransferMode::Bars => {
+                let mut bars = self.bars.lock().expect("progress lock");
+                if let Some((bar, p)) = bars.get_mut(reference) {
+                    p.apply(e);
+                    let (c, t) = p.bytes();
+                    let (d, n) = p.done_layers();
+                    bar.set_length(t);
+                    bar.set_position(c);
+                    bar.set_message(format!("layers {d}/{n}"));
+                }
+            }
+        }
+    }
+
+    fn retry(&self, reference: &str, attempt: u32, delay: Duration, why: &str) {
+        match self.mode {
+            TransferMode::Json => self.json(
+                reference,
+                "retry",
+                serde_json::json!({ "attempt": attempt, "in_seconds": delay.as_secs_f64(), "why": why }),
+            ),
+            _ => {
+                let line = format!(
+                    "{} {reference}: {why}; try {attempt} in {:.0}s",
+                    self.verb,
+                    delay.as_secs_f64()
+                );
+                match self.mode {
+                    TransferMode::Bars => {
+                        let _ = self.multi.println(&line);
+                    }
+                    _ => eprintln!("[{:>7.2}s] {line}", self.t()),
+                }
+            }
+        }
+    }
+
+    fn done(&self, reference: &str) {
+        match self.mode {
+            TransferMode::Json => self.json(reference, "done", serde_json::json!({})),
+            TransferMode::Lines => eprintln!(
+                "[{:>7.2}s] {} {reference}: done",
+                self.t(),
+                match self.verb {
+                    "push" => "pushed",
+                    _ => "pulled",
+                }
+            ),
+            TransferMode::Bars => {
+                if let Some((bar, _)) = self.bars.lock().expect("progress lock").get(reference) {
+                    bar.finish_with_message("done");
+                }
+            }
+        }
+    }
+}

@@ -290,6 +290,7 @@ contract!(
     exec,
     rename,
     support_facts,
+    tag_and_unreachable_registry,
 );
 
 /// `docker rename`: the container keeps its id and state under the new name; a taken name
@@ -796,4 +797,43 @@ async fn an_engine_older_than_the_minimum_is_refused() {
         other => panic!("expected TooOld, got {other:?}"),
     }
     server.abort();
+}
+
+/// `tag_image` makes a second name for the same image (a missing source is `NotFound`); a
+/// pull from a registry nobody listens on ends its stream with `Registry`, whose words
+/// `ops::transfer` classifies as unreachable.
+async fn tag_and_unreachable_registry<E: Engine>(ctx: Ctx<E>) {
+    let tag = format!("{}-tag/redis:contract", ctx.project);
+    ctx.e.tag_image(&ctx.image, &tag).await.expect("tag");
+    let a = ctx.e.image(&ctx.image).await.unwrap().unwrap();
+    let b = ctx.e.image(&tag).await.unwrap().unwrap();
+    if ctx.fake.is_none() {
+        let _ = std::process::Command::new("docker")
+            .args(["rmi", &tag])
+            .output();
+    }
+    assert_eq!(a.id, b.id);
+    match ctx.e.tag_image("cdq-local/absent:never", &tag).await {
+        Err(EngineError::NotFound(_)) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    let reference = format!("127.0.0.1:{}/cd/redis:1", free_port());
+    let mut pull = ctx.e.pull_image(&reference, Some("linux/amd64"), None);
+    let mut last = None;
+    while let Some(item) = pull.next().await {
+        if let Err(e) = item {
+            last = Some(e);
+            break;
+        }
+    }
+    match last {
+        Some(EngineError::Registry { message, .. }) => assert_eq!(
+            cdq::ops::transfer::classify(&message),
+            cdq::ops::transfer::Problem::Unreachable,
+            "{message}"
+        ),
+        other => panic!("expected a Registry error, got {other:?}"),
+    }
+    assert_eq!(ctx.e.image(&reference).await.unwrap(), None);
 }

@@ -309,20 +309,33 @@ fn image_missing_offline() {
     );
     assert_eq!(
         c["fix"],
-        "load it from an offline archive: `docker load -i FILE` (online: `docker pull redis:0.0.0-cdqf-absent`)",
+        "load it from an offline archive: `cdq bundle load FILE` or `docker load -i FILE` (online: `cdq pull`, or `docker pull redis:0.0.0-cdqf-absent`)",
         "{c}"
     );
-    let up = g.cdq(&[&["--images", "official"][..], &UP[..]].concat());
+    // `--pull never` is the offline behaviour (issue 13 made `--pull missing` the default).
+    let up = g.cdq(&[&["--images", "official"][..], &UP[..], &["--pull", "never"]].concat());
     assert_eq!(up.code, Some(3), "{up}");
     assert!(
         up.stdout
-            .contains("load it from an offline archive: `docker load -i FILE`"),
+            .contains("load it from an offline archive: `cdq bundle load FILE`"),
         "{up}"
     );
     assert!(
         up.stderr.starts_with("error: preflight failed: ") && up.stderr.contains("image-redis"),
         "{up}"
     );
+    assert!(!g.dir().exists(), "nothing written: {up}");
+    assert_eq!(g.labelled(), Vec::<String>::new());
+
+    // The default `--pull missing` asks Docker Hub, which this machine cannot reach: the
+    // pull fails naming the registry and the fix, before preflight, having created nothing.
+    let up = g.cdq(&[&["--images", "official"][..], &UP[..]].concat());
+    assert_eq!(up.code, Some(7), "{up}");
+    assert!(
+        up.stderr.contains("`docker.io`") && up.stderr.contains("redis:0.0.0-cdqf-absent"),
+        "{up}"
+    );
+    assert!(up.stderr.contains("\nhint: "), "{up}");
     assert!(!g.dir().exists(), "nothing written: {up}");
     assert_eq!(g.labelled(), Vec::<String>::new());
 }

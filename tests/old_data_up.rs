@@ -109,7 +109,9 @@ fn up_on_mysql_57_and_zookeeper_mode_kafka_data_stops_in_preflight_and_loses_not
     );
     let before = snapshot(&data);
 
-    let (code, out, err) = cdq(dir, &["up", "--progress", "plain"]);
+    // `--pull never`: the official set is not on this offline host, and issue 13's default
+    // `--pull missing` would stop at the pull (exit 6) before preflight looks at the data.
+    let (code, out, err) = cdq(dir, &["up", "--progress", "plain", "--pull", "never"]);
     let all = format!("{out}\n{err}");
     assert_eq!(code, 3, "preflight must stop `up` (exit 3):\n{all}");
     assert!(all.contains("data-format-mysql"), "{all}");

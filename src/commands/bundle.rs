@@ -23,8 +23,24 @@ pub fn run(settings: Settings, ui: &Ui, action: BundleAction) -> anyhow::Result<
                 .map(|(svc, image)| (svc.name().to_string(), image))
                 .collect();
             let out = output.unwrap_or_else(|| PathBuf::from(format!("cdq-images-{arch}.bundle")));
+            let wants = super::pull::wants(&ctx, &[])?;
             let report = rt.block_on(async {
                 let engine = super::connect().await?;
+                // What the bundle needs and this host lacks for `arch` comes from the
+                // registry first (an amd64 office machine filling a bundle for arm64).
+                let pulled = super::pull::pull_images(
+                    &ctx,
+                    ui,
+                    &engine,
+                    &wants,
+                    arch,
+                    crate::ops::transfer::Policy::Missing,
+                    crate::cli::ProgressMode::Auto,
+                )
+                .await?;
+                if pulled > 0 {
+                    ui.info(format!("pulled {pulled} {arch} images for the bundle"));
+                }
                 bundle::save(&engine, &images, arch, &out, ui).await
             })?;
             for l in describe_save(&report) {

@@ -14,6 +14,8 @@ mod images;
 mod logins;
 mod logs;
 mod preflight;
+mod pull;
+mod push;
 mod render;
 mod restore;
 mod signals;
@@ -43,7 +45,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Up { target, .. }
         | Command::Render { target, .. }
         | Command::Preflight { target, .. } => target.arch,
-        Command::Images { arch, .. } => *arch,
+        Command::Images { arch, .. } | Command::Pull { arch, .. } | Command::Push { arch, .. } => {
+            *arch
+        }
         Command::Bundle {
             action: BundleAction::Save { arch, .. },
         } => *arch,
@@ -54,6 +58,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         config: g.config.clone(),
         project: g.project.clone(),
         images: g.images.clone(),
+        registry: g.registry.clone(),
         arch: target_arch.map(arch_of),
         data_dir: g.data_dir.clone(),
         templates: g.templates.clone(),
@@ -119,6 +124,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             compose,
             deadline,
             bundle,
+            pull,
             adopt_data,
             no_backup,
         } => up::run(
@@ -133,10 +139,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 compose,
                 deadline,
                 bundle,
+                pull: pull::policy(pull),
                 adopt: adopt_data,
                 no_backup,
             },
         ),
+        Command::Pull {
+            services,
+            always,
+            progress,
+            ..
+        } => pull::run(Context::new(settings)?, &ui, services, always, progress),
+        Command::Push {
+            bundle, progress, ..
+        } => push::run(Context::new(settings)?, &ui, bundle, progress),
         Command::Down {
             purge,
             timeout,

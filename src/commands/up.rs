@@ -1,6 +1,10 @@
-//! `cdq up`: (bundle load) -> render in memory -> preflight -> lock -> render to disk ->
-//! observe and plan -> execute with health-gated start -> report. Everything before the
-//! lock writes nothing: a host that fails preflight keeps no trace.
+//! `cdq up`: (bundle load) -> render in memory -> pull (`--pull`) -> preflight -> lock ->
+//! render to disk -> observe and plan -> execute with health-gated start -> report.
+//! Everything before the lock writes nothing to the deploy directory: a host that fails
+//! preflight keeps no trace. The pull comes after the in-memory render (it needs the
+//! references) and before preflight (which then checks the pulled images' architecture and
+//! user) and the lock (pulling touches no deploy file, and another cdq pulling the same
+//! images is harmless); a failed pull stops before anything is created.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,6 +38,8 @@ pub struct Args {
     pub deadline: Option<Duration>,
     /// An offline bundle to load before anything else.
     pub bundle: Option<PathBuf>,
+    /// `--pull`.
+    pub pull: crate::ops::transfer::Policy,
     /// Services whose foreign data directory the user adopts (`--adopt-data`).
     pub adopt: Vec<String>,
     /// `--no-backup`: no backup of a stateful service before its image is replaced.
@@ -81,6 +87,24 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
         (None, Some(r)) => r.project(ctx)?,
         (None, None) => unreachable!("either a compose file or a render"),
     };
+    // A dry run changes nothing, images included: it says what it would pull.
+    let wants: Vec<crate::ops::transfer::Want> = preview
+        .services
+        .iter()
+        .map(|(name, spec)| crate::ops::transfer::Want {
+            service: name.clone(),
+            reference: spec.image.clone(),
+        })
+        .collect();
+    if a.dry_run {
+        let todo = crate::ops::transfer::to_pull(&*engine, &wants, ctx.arch, a.pull).await?;
+        for w in &todo {
+            ui.info(format!("would pull `{}` for {}", w.reference, ctx.arch));
+        }
+    } else {
+        super::pull::pull_images(ctx, ui, &*engine, &wants, ctx.arch, a.pull, a.progress).await?;
+    }
+
     if a.skip_preflight {
         ui.warn("preflight skipped (--skip-preflight): problems on this host will show up as failed services");
     } else if let Some(r) = &rendered {

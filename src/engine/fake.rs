@@ -13,8 +13,15 @@
 //! one-off containers that carry the project label; removing a running container is a
 //! conflict; stopping a stopped one is fine.
 //!
-//! What it does not: restart policies (an exited container stays exited), image pulls,
-//! more than one network per container.
+//! Registries: a pull finds the reference in the fake registry ([`FakeEngine::registry_put`]),
+//! picks the variant of the asked platform (or fails as the daemon does with `no matching
+//! manifest`), refuses without the credentials [`FakeEngine::require_auth`] set, streams one
+//! event per layer and tags the image locally; a push copies a local image into the
+//! registry. Faults on `Op::Pull`/`Op::Push` end the stream after its first event, as a
+//! connection dropped mid-blob does.
+//!
+//! What it does not: restart policies (an exited container stays exited), more than one
+//! network per container, layer sharing between pulls.
 //!
 //! Must not: be used outside tests, or grow behaviour the real daemon does not have — every
 //! behaviour here is either pinned by a contract test or scripted explicitly by the test.
@@ -79,6 +86,10 @@ pub enum Op {
     Exec,
     Export,
     Import,
+    Pull,
+    Push,
+    Tag,
+    RegistryPlatforms,
 }
 
 /// What the fake recorded about a created container's request, for assertions.
@@ -134,6 +145,10 @@ struct State {
     /// Image id -> its config and layers, for images added with content or loaded.
     contents: HashMap<String, Content>,
     unreachable: bool,
+    /// The fake registry: reference -> (arch, image) per platform it holds.
+    registry: BTreeMap<String, Vec<(String, ImageInfo)>>,
+    /// Registry host -> (username, password) it accepts; hosts not listed need none.
+    auth: HashMap<String, (String, String)>,
     serial: u64,
     next_ephemeral: u16,
     info: EngineInfo,
@@ -185,6 +200,8 @@ impl FakeEngine {
                     oneoff_results: HashMap::new(),
                     contents: HashMap::new(),
                     unreachable: false,
+                    registry: BTreeMap::new(),
+                    auth: HashMap::new(),
                     serial: 0,
                     next_ephemeral: 32768,
                     info: EngineInfo {
@@ -238,6 +255,31 @@ impl FakeEngine {
         info
     }
 
+    /// Puts `info` into the fake registry as `reference`'s variant for `info.arch` (a second
+    /// arch makes it a multi-arch tag).
+    pub fn registry_put(&self, reference: &str, info: ImageInfo) {
+        let mut st = self.state();
+        let variants = st.registry.entry(reference.to_string()).or_default();
+        variants.retain(|(a, _)| *a != info.arch);
+        variants.push((info.arch.clone(), info));
+    }
+
+    /// What the fake registry holds for `reference`, by arch.
+    pub fn registry_get(&self, reference: &str) -> Vec<(String, ImageInfo)> {
+        self.state()
+            .registry
+            .get(reference)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The registry at `host` accepts only this user and password (the daemon's 401 otherwise).
+    pub fn require_auth(&self, host: &str, username: &str, password: &str) {
+        self.state()
+            .auth
+            .insert(host.to_string(), (username.into(), password.into()));
+    }
+
     /// Untags `reference` (as `docker rmi` of one of several tags).
     pub fn remove_image(&self, reference: &str) {
         self.state().images.remove(reference);
@@ -283,7 +325,8 @@ impl FakeEngine {
     /// Every call of a mutating method that reached the daemon, in order:
     /// `create <name>`, `start <id>`, `stop <id>`, `remove <id>`, `ensure_network <name>`,
     /// `remove_network <name>`, `force_disconnect <network> <endpoint>`, `run_oneoff <image>`,
-    /// `import_images`. Calls refused because the daemon is
+    /// `import_images`, `pull <ref>`, `push <ref>`, `tag <source> <target>`. Calls refused
+    /// because the daemon is
     /// unreachable are not recorded; calls failed by [`fail_next`](Self::fail_next) are.
     pub fn calls(&self) -> Vec<String> {
         self.state().calls.clone()
@@ -776,6 +819,46 @@ fn load_tar(tar_bytes: &[u8]) -> Result<Vec<(Vec<String>, Content)>> {
         out.push((strs("RepoTags"), (config, layers)));
     }
     Ok(out)
+}
+
+/// The registry host of a reference, as the daemon reads it.
+fn registry_host(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+/// The daemon's 401 unless `auth` matches what `host` requires.
+fn check_auth(st: &State, reference: &str, auth: &Option<super::RegistryAuth>) -> Result<()> {
+    let host = registry_host(reference);
+    match (st.auth.get(host), auth) {
+        (None, _) => Ok(()),
+        (Some((u, p)), Some(a)) if *u == a.username && *p == a.password => Ok(()),
+        // The daemon's words: none sent, or refused.
+        (Some(_), None) => Err(EngineError::Registry {
+            status: Some(500),
+            message: format!("Head \"https://{host}/v2/\": no basic auth credentials"),
+        }),
+        (Some(_), Some(_)) => Err(EngineError::Registry {
+            status: Some(500),
+            message: "unauthorized: authentication required".into(),
+        }),
+    }
+}
+
+fn transfer(
+    layer: Option<&str>,
+    status: &str,
+    current: Option<u64>,
+    total: Option<u64>,
+) -> super::TransferEvent {
+    super::TransferEvent {
+        layer: layer.map(str::to_string),
+        status: status.to_string(),
+        current,
+        total,
+    }
 }
 
 fn unreachable() -> EngineError {
@@ -1383,6 +1466,160 @@ impl Engine for FakeEngine {
             st.contents.insert(info.id.clone(), (config, layers));
         }
         Ok(out)
+    }
+
+    fn pull_image(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+        auth: Option<super::RegistryAuth>,
+    ) -> super::TransferStream {
+        let reference = reference.to_string();
+        let platform = platform.map(str::to_string);
+        let result = (|| {
+            let mut st = self.enter(Op::Pull, Some(format!("pull {reference}")))?;
+            let host = registry_host(&reference).to_string();
+            // A registry the fake knows nothing of is not listening, as a free port is not.
+            if !st.auth.contains_key(&host) && !st.registry.keys().any(|k| registry_host(k) == host)
+            {
+                return Err(EngineError::Registry {
+                    status: Some(500),
+                    message: format!(
+                        "Get \"http://{host}/v2/\": dial tcp {host}: connect: connection refused"
+                    ),
+                });
+            }
+            check_auth(&st, &reference, &auth)?;
+            let variants =
+                st.registry
+                    .get(&reference)
+                    .cloned()
+                    .ok_or_else(|| EngineError::Registry {
+                        status: Some(404),
+                        message: format!(
+                            "manifest for {reference} not found: manifest unknown: manifest unknown"
+                        ),
+                    })?;
+            let want = platform
+                .as_deref()
+                .and_then(|p| p.split('/').nth(1))
+                .map(str::to_string)
+                .unwrap_or_else(|| match st.info.arch.as_str() {
+                    "aarch64" => "arm64".into(),
+                    _ => "amd64".into(),
+                });
+            let info = variants
+                .iter()
+                .find(|(a, _)| *a == want)
+                .map(|(_, i)| i.clone())
+                .ok_or_else(|| EngineError::Registry {
+                    status: None,
+                    message: format!(
+                        "no matching manifest for linux/{want} in the manifest list entries"
+                    ),
+                })?;
+            st.images.insert(reference.clone(), info.clone());
+            Ok::<ImageInfo, EngineError>(info)
+        })();
+        let events: Vec<Result<super::TransferEvent>> = match result {
+            Ok(info) => {
+                let layer = &info.id.trim_start_matches("sha256:")[..12.min(info.id.len())];
+                vec![
+                    Ok(transfer(Some(layer), "Pulling fs layer", None, None)),
+                    Ok(transfer(
+                        Some(layer),
+                        "Downloading",
+                        Some(info.size / 2),
+                        Some(info.size),
+                    )),
+                    Ok(transfer(
+                        Some(layer),
+                        "Downloading",
+                        Some(info.size),
+                        Some(info.size),
+                    )),
+                    Ok(transfer(Some(layer), "Pull complete", None, None)),
+                    Ok(transfer(
+                        None,
+                        &format!("Status: Downloaded newer image for {reference}"),
+                        None,
+                        None,
+                    )),
+                ]
+            }
+            // A fault drops the connection after the first progress message.
+            Err(e) => vec![
+                Ok(transfer(
+                    Some("0123456789ab"),
+                    "Pulling fs layer",
+                    None,
+                    None,
+                )),
+                Err(e),
+            ],
+        };
+        Box::pin(stream::iter(events))
+    }
+
+    fn push_image(
+        &self,
+        reference: &str,
+        auth: Option<super::RegistryAuth>,
+    ) -> super::TransferStream {
+        let reference = reference.to_string();
+        let result = (|| {
+            let mut st = self.enter(Op::Push, Some(format!("push {reference}")))?;
+            check_auth(&st, &reference, &auth)?;
+            let info = st
+                .images
+                .get(&reference)
+                .cloned()
+                .ok_or_else(|| EngineError::Registry {
+                    status: Some(404),
+                    message: format!("An image does not exist locally with the tag: {reference}"),
+                })?;
+            let variants = st.registry.entry(reference.clone()).or_default();
+            variants.retain(|(a, _)| *a != info.arch);
+            variants.push((info.arch.clone(), info.clone()));
+            Ok(info)
+        })();
+        let events: Vec<Result<super::TransferEvent>> = match result {
+            Ok(info) => vec![
+                Ok(transfer(None, "Preparing", None, None)),
+                Ok(transfer(None, "Pushing", Some(info.size), Some(info.size))),
+                Ok(transfer(None, "Pushed", None, None)),
+            ],
+            Err(e) => vec![Ok(transfer(None, "Preparing", None, None)), Err(e)],
+        };
+        Box::pin(stream::iter(events))
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
+        let mut st = self.enter(Op::Tag, Some(format!("tag {source} {target}")))?;
+        let info = st
+            .images
+            .get(source)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(source.to_string()))?;
+        st.images.insert(target.to_string(), info);
+        Ok(())
+    }
+
+    async fn registry_platforms(
+        &self,
+        reference: &str,
+        auth: Option<super::RegistryAuth>,
+    ) -> Result<Vec<String>> {
+        let st = self.enter(Op::RegistryPlatforms, None)?;
+        check_auth(&st, reference, &auth)?;
+        let variants = st
+            .registry
+            .get(reference)
+            .ok_or_else(|| EngineError::Registry {
+                status: Some(404),
+                message: format!("{reference}: manifest unknown"),
+            })?;
+        Ok(variants.iter().map(|(a, _)| format!("linux/{a}")).collect())
     }
 }
 

@@ -63,6 +63,14 @@ pub enum EngineError {
     NetworkInUse(String),
     #[error("the Docker daemon said: {message} (HTTP {status})")]
     Api { status: u16, message: String },
+    /// A pull, push or registry inspection the daemon could not do: its own words (HTTP
+    /// status when the request itself failed, none when the progress stream ended with an
+    /// error). `ops::pull` classifies them into the failure and its fix.
+    #[error("{message}")]
+    Registry {
+        status: Option<u16>,
+        message: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -253,6 +261,41 @@ pub struct SupportFacts {
     pub events: Vec<serde_json::Value>,
 }
 
+/// Credentials for one registry, sent as Docker's `X-Registry-Auth` header. `Debug` shows
+/// neither the password nor the token: they must never reach a log or a message.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RegistryAuth {
+    /// The registry host as the credentials store names it (`127.0.0.1:5000`).
+    pub server: String,
+    pub username: String,
+    pub password: String,
+    /// An OAuth identity token (a credential helper's `<token>` user) instead of a password.
+    pub identity_token: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One progress message of a pull or push, as the daemon streams it (per layer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TransferEvent {
+    /// The layer (short digest) the message is about; None for messages about the image.
+    pub layer: Option<String>,
+    /// `Pulling fs layer`, `Downloading`, `Pull complete`, `Pushed`, `Digest: ...`.
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+}
+
+pub type TransferStream = Pin<Box<dyn Stream<Item = Result<TransferEvent>> + Send>>;
+
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Event>> + Send>>;
 pub type LineStream = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
 /// Raw bytes in transit (an image tar, either way).
@@ -347,4 +390,23 @@ pub trait Engine: Send + Sync + 'static {
     /// `docker load` of a tar (`POST /images/load`); returns the daemon's messages
     /// (`Loaded image: <reference>`). An error item in `tar` aborts the upload.
     fn import_images(&self, tar: ByteStream) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// `docker pull --platform` (`POST /images/create`): the daemon's progress messages; the
+    /// stream ends with `Err(Registry)` when the pull fails. Dropping it cancels the pull.
+    fn pull_image(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+        auth: Option<RegistryAuth>,
+    ) -> TransferStream;
+    /// `docker push` of exactly this tag (`POST /images/{name}/push?tag=`).
+    fn push_image(&self, reference: &str, auth: Option<RegistryAuth>) -> TransferStream;
+    /// `docker tag source target`.
+    fn tag_image(&self, source: &str, target: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The platforms (`linux/arm64`) the registry holds for `reference`
+    /// (`GET /distribution/{name}/json`): what a pull of a missing architecture can offer.
+    fn registry_platforms(
+        &self,
+        reference: &str,
+        auth: Option<RegistryAuth>,
+    ) -> impl Future<Output = Result<Vec<String>>> + Send;
 }

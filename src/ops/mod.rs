@@ -1,6 +1,7 @@
 //! Engine-generic operations on a stack, below the command layer: `up` (observe, plan,
 //! converge), `down` (teardown, purge), `status` (rows), `logs` (masked lines), `backup` and
-//! `restore` (a stack's state in one file), `diagnose` (a support archive). Each works on any
+//! `restore` (a stack's state in one file), `diagnose` (a support archive), `transfer` (pulls
+//! and pushes of the image set, retried and classified). Each works on any
 //! [`Engine`](crate::engine::Engine) (the Docker daemon, the fake in tests), returns data or a
 //! typed error, and never prints.
 
@@ -11,4 +12,5 @@ pub mod logs;
 pub mod owner;
 pub mod restore;
 pub mod status;
+pub mod transfer;
 pub mod up;

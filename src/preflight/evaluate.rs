@@ -669,12 +669,14 @@ fn image_checks(f: &Facts, r: &Requirements, out: &mut Vec<Finding>) {
         let id = format!("image-{}", img.service);
         let needed = format!("`{}` for {want}", img.reference);
         let missing_fix = if r.registry {
-            format!("pull it from the mirror: `docker pull {}`", img.reference)
+            // cdq pulls it itself (issue 13): `cdq up` does by default.
+            "pull it from the registry: `cdq pull` (`cdq up` pulls what is missing unless `--pull never`)"
+                .to_string()
         } else if r.image_set == "local" {
             format!("build the local kit: `scripts/build-local-images.sh --arch {want}`")
         } else {
             format!(
-                "load it from an offline archive: `docker load -i FILE` (online: `docker pull {}`)",
+                "load it from an offline archive: `cdq bundle load FILE` or `docker load -i FILE` (online: `cdq pull`, or `docker pull {}`)",
                 img.reference
             )
         };
@@ -1398,7 +1400,7 @@ pub(super) mod tests {
             "image missing mirror",
             "image-elasticsearch",
             Status::Warn,
-            "docker pull h:5000/cd/elasticsearch",
+            "pull it from the registry: `cdq pull`",
             |f, r| {
                 r.registry = true;
                 f.images = vec![image(

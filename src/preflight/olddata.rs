@@ -83,7 +83,7 @@ pub fn needs(s: &Settings, catalog: &Catalog, project: &Project) -> Vec<DataNeed
             continue;
         };
         let reader = match (svc, &s.images) {
-            (Service::Mysql, ImageSet::Local) => Reader::Mariadb,
+            (Service::Mysql, ImageSet::Local | ImageSet::LocalRegistry(_)) => Reader::Mariadb,
             (Service::Mysql, _) => {
                 let (major, minor) = tag_version(&spec.image).unwrap_or((8, 4));
                 Reader::Mysql(major, minor)

@@ -108,7 +108,7 @@ impl Requirements {
             arch,
             services: s.services.iter().map(|x| x.name().to_string()).collect(),
             image_set: s.images.to_string(),
-            registry: matches!(s.images, ImageSet::Registry(_)),
+            registry: matches!(s.images, ImageSet::Registry(_) | ImageSet::LocalRegistry(_)),
             memory_mb,
             vm_max_map_count: max_need(&s.services, catalog, |n| n.vm_max_map_count),
             nofile: max_need(&s.services, catalog, |n| n.nofile),

@@ -16,16 +16,18 @@ use bollard::models::{
     ResourcesUlimits,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, ImportImageOptions, InspectContainerOptions,
-    InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
-    RenameContainerOptions, StopContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ImportImageOptions,
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+    PushImageOptions, RemoveContainerOptions, RenameContainerOptions, StopContainerOptions,
+    TagImageOptions, WaitContainerOptions,
 };
 use bollard::{API_DEFAULT_VERSION, ClientVersion};
 use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
 
 use super::{
     ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, EventKind, EventStream,
-    ImageInfo, LineStream, MIN_API_VERSION, NetworkInfo, OneOff, Result, RunState, SupportFacts,
+    ImageInfo, LineStream, MIN_API_VERSION, NetworkInfo, OneOff, RegistryAuth, Result, RunState,
+    SupportFacts, TransferEvent, TransferStream,
 };
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -193,6 +195,26 @@ impl Docker {
                 source: Box::new(e),
             },
             e => EngineError::Other(e.to_string()),
+        }
+    }
+
+    /// Translates a bollard error of a pull, push or registry inspection: what the daemon
+    /// said about the registry is kept word for word (`ops::pull` classifies it); a lost
+    /// daemon stays a daemon error.
+    fn map_registry_err(&self, e: BollardError) -> EngineError {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Registry {
+                status: Some(status_code),
+                message,
+            },
+            BollardError::DockerStreamError { error } => EngineError::Registry {
+                status: None,
+                message: error,
+            },
+            e => self.map_err(e, ""),
         }
     }
 
@@ -886,5 +908,135 @@ impl Engine for Docker {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect())
+    }
+
+    fn pull_image(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+        auth: Option<RegistryAuth>,
+    ) -> TransferStream {
+        let this = self.clone();
+        let opts = CreateImageOptions {
+            from_image: Some(reference.to_string()),
+            platform: platform.unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+        Box::pin(
+            self.transfer_client()
+                .create_image(Some(opts), None, auth.map(credentials))
+                .map(move |r| {
+                    r.map(|i| transfer_event(i.id, i.status, i.progress_detail))
+                        .map_err(|e| this.map_registry_err(e))
+                }),
+        )
+    }
+
+    fn push_image(&self, reference: &str, auth: Option<RegistryAuth>) -> TransferStream {
+        let this = self.clone();
+        let (name, tag) = split_tag(reference);
+        let opts = PushImageOptions {
+            tag: Some(tag.to_string()),
+            platform: None,
+        };
+        Box::pin(
+            self.transfer_client()
+                .push_image(name, Some(opts), auth.map(credentials))
+                .map(move |r| {
+                    r.map(|i| transfer_event(None, i.status, i.progress_detail))
+                        .map_err(|e| this.map_registry_err(e))
+                }),
+        )
+    }
+
+    async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
+        let (repo, tag) = split_tag(target);
+        let opts = TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.client
+            .tag_image(source, Some(opts))
+            .await
+            .map_err(|e| self.map_err(e, source))
+    }
+
+    async fn registry_platforms(
+        &self,
+        reference: &str,
+        auth: Option<RegistryAuth>,
+    ) -> Result<Vec<String>> {
+        let d = self
+            .client
+            .inspect_registry_image(reference, auth.map(credentials))
+            .await
+            .map_err(|e| self.map_registry_err(e))?;
+        Ok(d.platforms
+            .into_iter()
+            .map(|p| {
+                let mut s = format!(
+                    "{}/{}",
+                    p.os.unwrap_or_default(),
+                    p.architecture.unwrap_or_default()
+                );
+                if let Some(v) = p.variant.filter(|v| !v.is_empty()) {
+                    s.push('/');
+                    s.push_str(&v);
+                }
+                s
+            })
+            .collect())
+    }
+}
+
+/// `X-Registry-Auth` as bollard sends it.
+fn credentials(a: RegistryAuth) -> bollard::auth::DockerCredentials {
+    match a.identity_token {
+        Some(token) => bollard::auth::DockerCredentials {
+            identitytoken: Some(token),
+            serveraddress: Some(a.server),
+            ..Default::default()
+        },
+        None => bollard::auth::DockerCredentials {
+            username: Some(a.username),
+            password: Some(a.password),
+            serveraddress: Some(a.server),
+            ..Default::default()
+        },
+    }
+}
+
+/// `repo[:tag]` split where Docker splits it: the last `:` after the last `/` (a registry
+/// port is not a tag); `latest` when there is none. A digest reference keeps its digest.
+fn split_tag(reference: &str) -> (&str, &str) {
+    if let Some(at) = reference.find('@') {
+        return (&reference[..at], &reference[at + 1..]);
+    }
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
+        None => (reference, "latest"),
+    }
+}
+
+fn transfer_event(
+    id: Option<String>,
+    status: Option<String>,
+    detail: Option<bollard::models::ProgressDetail>,
+) -> TransferEvent {
+    let (current, total) = match detail {
+        Some(d) => (
+            d.current.filter(|c| *c >= 0).map(|c| c as u64),
+            d.total.filter(|t| *t > 0).map(|t| t as u64),
+        ),
+        None => (None, None),
+    };
+    TransferEvent {
+        // The daemon puts the tag or `latest` in `id` for image-level messages; layers are
+        // 12 hex digits.
+        layer: id.filter(|i| i.len() == 12 && i.bytes().all(|b| b.is_ascii_hexdigit())),
+        status: status.unwrap_or_default(),
+        current,
+        total,
     }
 }
