@@ -144,7 +144,7 @@ mod tests {
             CdqError::new(Kind::Registry, "the registry `h:5000` refused")
                 .hint("`docker login h:5000`"),
         );
-        assert_eq!(exit_code(&err), 6);
+        assert_eq!(exit_code(&err), 7);
         assert_eq!(
             format(&err),
             "error: the registry `h:5000` refused\ncaused by: no basic auth credentials\nhint: `docker login h:5000`"

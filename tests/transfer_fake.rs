@@ -191,7 +191,7 @@ async fn transient_failures_give_up_after_the_attempts_with_the_fix() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error::exit_code(&err), 6);
+    assert_eq!(error::exit_code(&err), 7);
     assert_eq!(
         error::format(&err),
         format!(
@@ -217,7 +217,7 @@ async fn a_refusal_is_not_retried_and_names_docker_login() {
     )
     .await
     .unwrap_err();
-    assert_eq!(error::exit_code(&err), 6);
+    assert_eq!(error::exit_code(&err), 7);
     let text = error::format(&err);
     assert!(
         text.contains("`127.0.0.1:5000`") && text.contains("docker login 127.0.0.1:5000"),

@@ -497,7 +497,7 @@ mod tests {
             "127.0.0.1:5000",
             "`--registry`",
         );
-        assert_eq!(e.kind.exit_code(), 6);
+        assert_eq!(e.kind.exit_code(), 7);
         assert!(e.message.contains("`127.0.0.1:5000`"), "{}", e.message);
         assert_eq!(
             e.hint.as_deref(),
