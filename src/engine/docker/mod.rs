@@ -27,7 +27,7 @@ use futures_util::{StreamExt, TryStreamExt, future::try_join_all, stream};
 use super::{
     ByteStream, Container, CreateSpec, Engine, EngineError, EngineInfo, EventKind, EventStream,
     ImageInfo, LineStream, MIN_API_VERSION, NetworkInfo, OneOff, RegistryAuth, Result, RunState,
-    SupportFacts, TransferEvent, TransferStream,
+    SupportFacts, TransferStream,
 };
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -986,57 +986,5 @@ impl Engine for Docker {
                 s
             })
             .collect())
-    }
-}
-
-/// `X-Registry-Auth` as bollard sends it.
-fn credentials(a: RegistryAuth) -> bollard::auth::DockerCredentials {
-    match a.identity_token {
-        Some(token) => bollard::auth::DockerCredentials {
-            identitytoken: Some(token),
-            serveraddress: Some(a.server),
-            ..Default::default()
-        },
-        None => bollard::auth::DockerCredentials {
-            username: Some(a.username),
-            password: Some(a.password),
-            serveraddress: Some(a.server),
-            ..Default::default()
-        },
-    }
-}
-
-/// `repo[:tag]` split where Docker splits it: the last `:` after the last `/` (a registry
-/// port is not a tag); `latest` when there is none. A digest reference keeps its digest.
-fn split_tag(reference: &str) -> (&str, &str) {
-    if let Some(at) = reference.find('@') {
-        return (&reference[..at], &reference[at + 1..]);
-    }
-    let slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[slash..].rfind(':') {
-        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
-        None => (reference, "latest"),
-    }
-}
-
-fn transfer_event(
-    id: Option<String>,
-    status: Option<String>,
-    detail: Option<bollard::models::ProgressDetail>,
-) -> TransferEvent {
-    let (current, total) = match detail {
-        Some(d) => (
-            d.current.filter(|c| *c >= 0).map(|c| c as u64),
-            d.total.filter(|t| *t > 0).map(|t| t as u64),
-        ),
-        None => (None, None),
-    };
-    TransferEvent {
-        // The daemon puts the tag or `latest` in `id` for image-level messages; layers are
-        // 12 hex digits.
-        layer: id.filter(|i| i.len() == 12 && i.bytes().all(|b| b.is_ascii_hexdigit())),
-        status: status.unwrap_or_default(),
-        current,
-        total,
     }
 }
