@@ -155,6 +155,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CdqError
 }
 
 /// Makes a rename or removal in `dir` durable.
+/// A new file beside `path` (`.<name>.cdq-partial`), mode 0600 from its first byte, for an
+/// archive written as a stream and renamed into place once complete (a stale one from an
+/// interrupted run is replaced). Returns its path and the open file.
+pub fn create_partial(path: &Path) -> anyhow::Result<(PathBuf, File)> {
+    use anyhow::Context as _;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "archive".into());
+    let tmp = path.with_file_name(format!(".{name}.cdq-partial"));
+    let _ = std::fs::remove_file(&tmp);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating `{}`", tmp.display()))?;
+    Ok((tmp, f))
+}
+
 pub fn sync_dir(dir: &Path) -> Result<(), CdqError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

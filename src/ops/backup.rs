@@ -33,7 +33,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,18 +137,7 @@ impl Write for Counting {
 
 impl Writer {
     pub fn create(path: &Path, meter: Arc<dyn Meter>) -> anyhow::Result<Writer> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "backup".into());
-        let tmp = path.with_file_name(format!(".{name}.cdq-partial"));
-        let _ = std::fs::remove_file(&tmp);
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("creating `{}`", tmp.display()))?;
+        let (tmp, f) = crate::fsio::create_partial(path)?;
         let counting = Counting {
             inner: BufWriter::new(f),
             meter,

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -88,19 +88,7 @@ impl Parts {
 
     /// Writes the archive (mode 0600, through a temporary name), every part scrubbed.
     pub fn write(&self, path: &Path, scrubber: &Scrubber) -> anyhow::Result<u64> {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let tmp = path.with_file_name(format!(".{name}.cdq-partial"));
-        let _ = std::fs::remove_file(&tmp);
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("creating `{}`", tmp.display()))?;
+        let (tmp, f) = crate::fsio::create_partial(path)?;
         let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
             std::io::BufWriter::new(f),
             flate2::Compression::default(),
