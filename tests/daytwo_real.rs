@@ -297,7 +297,7 @@ fn a_failed_server_upgrade_rolls_back_to_the_previous_healthy_container() {
         "mysql, redis, zookeeper, kafka, elasticsearch, prometheus, grafana, ucenter, server",
     );
     let broken = format!("cdqd-{}:never-healthy", sb.project());
-    docker_ok(&["tag", "cdq-local/base:1-amd64", &broken]);
+    docker_ok(&["tag", "cdq-local/base:2-amd64", &broken]);
     let _tags = Tags(vec![broken.clone()]);
     let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/amd64.yaml");
     let mut catalogue: serde_yaml::Value =
@@ -376,11 +376,23 @@ fn a_failed_server_upgrade_rolls_back_to_the_previous_healthy_container() {
         "{{.Names}}",
     ]);
     assert_eq!(servers, name);
+    // Every service runs and is healthy, and `status` says honestly that `server` is not the
+    // rendered one (issue 18: exit 0 means the stack runs as rendered): the next `cdq up`
+    // tries the upgrade again.
     let o = sb.cdq(&["status"]);
-    assert_eq!(
-        o.code,
-        Some(0),
+    assert_eq!(o.code, Some(4), "{o}");
+    assert!(
+        o.stdout
+            .lines()
+            .filter(|l| l.contains("running"))
+            .all(|l| l.contains("healthy")),
         "every service healthy after the rollback: {o}"
+    );
+    assert!(
+        o.stdout.contains(&format!(
+            "server: image is `cdq-local/server:2-amd64`, not `{broken}`"
+        )),
+        "{o}"
     );
 }
 
@@ -397,7 +409,7 @@ fn an_image_upgrade_of_a_stateful_service_is_backed_up_first() {
     let mut templates = Vec::new();
     for n in ["a", "b"] {
         let tag = format!("cdqd-{}:{n}", sb.project());
-        docker_ok(&["tag", "cdq-local/redis:1-amd64", &tag]);
+        docker_ok(&["tag", "cdq-local/redis:2-amd64", &tag]);
         tags.0.push(tag.clone());
         let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/amd64.yaml");
         let mut catalogue: serde_yaml::Value =

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{Out, Sandbox, docker, docker_ok, run};
 
-const IMAGE: &str = "cdq-local/redis:1-amd64";
+const IMAGE: &str = "cdq-local/redis:2-amd64";
 
 fn sandbox(test: &str) -> Sandbox {
     let s = Sandbox::new("cdqst", test);
@@ -86,14 +86,14 @@ impl Drop for Foreign {
 
 const TWO: &str = r#"services:
   a:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     healthcheck:
       test: ["CMD", "redis-cli", "ping"]
       interval: 1s
       timeout: 2s
       retries: 3
   b:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     depends_on: { a: { condition: service_healthy } }
     healthcheck:
       test: ["CMD", "redis-cli", "ping"]
@@ -177,7 +177,7 @@ fn an_unhealthy_service_is_restarted_then_recreated_as_dry_run_says() {
         "app",
         r#"services:
   sick:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     healthcheck:
       test: ["CMD", "sh", "-c", "! test -f /tmp/sick"]
       interval: 1s
@@ -239,14 +239,14 @@ fn code_of(sig: &str) -> i32 {
 /// A service healthy only once the test says so (`docker exec … touch /tmp/ok`).
 const WAITS: &str = r#"services:
   slow:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     healthcheck:
       test: ["CMD", "test", "-f", "/tmp/ok"]
       interval: 1s
       timeout: 1s
       retries: 1
   after:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     depends_on: { slow: { condition: service_healthy } }
 "#;
 
@@ -391,7 +391,7 @@ fn down_interrupted_while_stopping(sig: &str) {
         "app",
         r#"services:
   stubborn:
-    image: cdq-local/redis:1-amd64
+    image: cdq-local/redis:2-amd64
     entrypoint: ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]
 "#,
     );

@@ -121,6 +121,7 @@ fn targets(ctx: &Context) -> anyhow::Result<Targets> {
         config_path: s.config_path.clone(),
         data_dir: s.data_dir.clone(),
         uids,
+        project: s.project.clone(),
     })
 }
 

@@ -42,6 +42,9 @@ pub struct Targets {
     pub data_dir: PathBuf,
     /// The uid each service's files are handed to (mysql's init SQL, redis's RDB).
     pub uids: BTreeMap<String, u32>,
+    /// The project the restored data directories are marked for (`up` mounts only what
+    /// carries this project's mark).
+    pub project: String,
 }
 
 fn damaged(file: &Path, why: impl std::fmt::Display) -> anyhow::Error {
@@ -211,6 +214,8 @@ pub fn extract_settings(file: &Path, to: &Path) -> anyhow::Result<bool> {
 /// Writes the (verified) backup's parts; returns the paths written, in archive order.
 pub fn extract(file: &Path, t: &Targets) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
+    // The service data directories the restore made (marked for the project at the end).
+    let mut made: Vec<PathBuf> = Vec::new();
     let mut a = entries(file)?;
     for e in a.entries()? {
         let mut e = e?;
@@ -253,6 +258,7 @@ pub fn extract(file: &Path, t: &Targets) -> anyhow::Result<Vec<PathBuf>> {
                     uid,
                 )?;
                 written.push(p);
+                made.push(dir);
             }
             p => {
                 let Some(rel) = p.strip_prefix(DATA) else {
@@ -284,10 +290,24 @@ pub fn extract(file: &Path, t: &Targets) -> anyhow::Result<Vec<PathBuf>> {
                     std::os::unix::fs::chown(&dest, Some(uid), Some(gid))?;
                 }
                 if kind == tar::EntryType::Directory && dest.parent() == Some(&t.data_dir) {
+                    made.push(dest.clone());
                     written.push(dest);
                 }
             }
         }
+    }
+    // Every service data directory the restore made is this project's, as if `up` had made it.
+    made.sort();
+    made.dedup();
+    for d in &made {
+        crate::fsio::write_mark(
+            d,
+            &crate::fsio::Mark {
+                project: t.project.clone(),
+                deploy_dir: t.deploy_dir.clone(),
+                created: vec![],
+            },
+        )?;
     }
     Ok(written)
 }
@@ -371,6 +391,7 @@ mod tests {
             config_path: dir.join("deploy/cdq.yaml"),
             data_dir: dir.join("deploy/data"),
             uids: BTreeMap::new(),
+            project: "cdq".into(),
         }
     }
 
