@@ -47,6 +47,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         arch: target_arch.map(arch_of),
         data_dir: g.data_dir.clone(),
         templates: g.templates.clone(),
+        target: g.target,
     };
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let settings = settings::load(&cwd, &overrides)?;
