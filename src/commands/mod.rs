@@ -12,6 +12,7 @@ mod logs;
 mod preflight;
 mod render;
 mod status;
+mod swarm;
 mod up;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -55,6 +56,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         verbose: g.verbose,
         yes: g.yes,
     };
+    if settings.target == settings::Target::Swarm
+        && let Some(result) = swarm::dispatch(&cli.command, &settings, &ui)
+    {
+        return result;
+    }
     match cli.command {
         Command::Render { target, json } => render::run(settings, &ui, target.ip, json),
         Command::Images { json, .. } => images::run(Context::new(settings)?, &ui, json),

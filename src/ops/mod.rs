@@ -6,4 +6,5 @@
 pub mod down;
 pub mod logs;
 pub mod status;
+pub mod swarm;
 pub mod up;

@@ -231,6 +231,7 @@ fn open(host: &str, socket: &str, version: &ClientVersion) -> Result<Docker> {
     })
 }
 
+mod swarm;
 mod wire;
 
 use wire::*;
