@@ -45,7 +45,8 @@ mirror() {
     echo "${m:-http://deb.debian.org/debian}"
 }
 
-# The node's init: what a privileged container would have had, then dockerd.
+# The node's init: what a privileged container would have had, then dockerd. Given to
+# `docker run` (not only baked into the image), so a change here needs no image rebuild.
 NODE_INIT='#!/bin/sh
 set -e
 mount -o remount,rw /sys 2>/dev/null || true
@@ -55,7 +56,8 @@ done
 mount -t tmpfs tmpfs /tmp
 mount --make-rshared /
 mkdir -p /run/lab
-rm -f /run/lab/docker.sock
+# A node killed (not stopped) leaves its pid files: a restarted dockerd would refuse to start.
+rm -f /run/lab/docker.sock /var/run/docker.pid /var/run/docker/containerd/containerd.pid
 exec dockerd --storage-driver=overlay2 -H unix:///var/run/docker.sock -H unix:///run/lab/docker.sock
 '
 
@@ -110,7 +112,7 @@ start_node() {
         --mount "type=volume,src=$c-docker,dst=/var/lib/docker,volume-label=$LABEL=volume" \
         --mount "type=volume,src=$c-data,dst=/srv/cdq,volume-label=$LABEL=volume" \
         -v "$LAB_DIR/$n:/run/lab" \
-        "$IMAGE" >/dev/null
+        --entrypoint /bin/sh "$IMAGE" -c "$NODE_INIT" >/dev/null
 }
 
 images_to_load() {

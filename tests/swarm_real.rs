@@ -80,9 +80,24 @@ struct Lab {
     sb: Sandbox,
 }
 
+/// The binary under test, copied once when the tests start: the build directory is
+/// shared with other worktrees on this machine, and a build there while these minutes-long
+/// tests run would swap the binary under them.
+fn cdq_copy() -> &'static std::path::Path {
+    static COPY: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cdq-swarm-real-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let to = dir.join("cdq");
+        std::fs::copy(common::CDQ, &to).unwrap();
+        to
+    })
+}
+
 impl Lab {
     fn new(test: &str) -> Lab {
         let sb = Sandbox::new("sw", test)
+            .program(cdq_copy(), &[])
             .env("DOCKER_HOST", &sock("manager"))
             .flags(&["--images", "local"])
             .down_on_drop("30");
@@ -297,7 +312,7 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
     let o = lab.cdq(&["up", "--ip", "127.0.0.1"]);
     assert_eq!(o.code, Some(0), "{o}");
     assert!(
-        !o.stderr.contains("created") && !o.stderr.contains("updated"),
+        !o.stderr.contains(": created") && !o.stderr.contains(": updated"),
         "{o}"
     );
 

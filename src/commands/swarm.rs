@@ -137,8 +137,8 @@ fn up(settings: Settings, ui: &Ui, ip: Option<IpAddr>) -> anyhow::Result<i32> {
         };
         let result = ops::up(&engine, &stack, deadline, |p| match p {
             Progress::Wave(w) => ui.info(format!("starting {}", w.join(", "))),
-            Progress::Service(name, Action::Created) => ui.info(format!("  created {name}")),
-            Progress::Service(name, Action::Updated) => ui.info(format!("  updated {name}")),
+            Progress::Service(name, Action::Created) => ui.info(format!("  {name}: created")),
+            Progress::Service(name, Action::Updated) => ui.info(format!("  {name}: updated")),
             Progress::Service(_, Action::Unchanged) => {}
             Progress::Healthy(name) => ui.info(format!("  {name} healthy")),
         })
