@@ -407,14 +407,22 @@ pub fn status_rows(
             continue;
         };
         let running = healthy_tasks(tasks, &s.id, &by_id);
+        // The tasks meant to run, and the ones a down node last reported running (the
+        // manager has given up on them, but the node may still run them unseen).
         let mut t: Vec<TaskRow> = tasks
             .iter()
-            .filter(|t| t.service_id == s.id && t.wants_running())
+            .filter(|t| t.service_id == s.id)
+            .filter(|t| {
+                let down = by_id
+                    .get(&t.node_id)
+                    .is_some_and(|n| n.state != NodeState::Ready);
+                t.wants_running() || (down && t.state == "running")
+            })
             .map(|t| {
                 let n = by_id.get(&t.node_id);
                 TaskRow {
                     slot: t.slot,
-                    node: n.map_or(String::new(), |n| n.hostname.clone()),
+                    node: n.map_or("(unassigned)".to_string(), |n| n.hostname.clone()),
                     state: t.state.clone(),
                     node_down: n.is_some_and(|n| n.state != NodeState::Ready),
                 }
@@ -706,10 +714,12 @@ mod tests {
                 replicas: 1,
             },
         ];
-        let tasks = [
-            task("k3", 1, "n3", "running"),
-            task("k1", 1, "n1", "running"),
-        ];
+        // The manager has given up on the task on the down node (desired shutdown) and
+        // queued a replacement that cannot be placed: both are shown.
+        let mut stale = task("k3", 1, "n3", "running");
+        stale.desired = "shutdown".into();
+        let pending = task("k3", 1, "", "pending");
+        let tasks = [stale, pending, task("k1", 1, "n1", "running")];
         let r = status_rows(
             "p",
             &["kafka1".into(), "kafka3".into(), "mysql".into()],
@@ -724,7 +734,7 @@ mod tests {
         let t = table(&r);
         assert!(t.contains("worker2       down DOWN"), "{t}");
         assert!(
-            t.contains("kafka3           0/1      degraded   1@worker2 (running, node down)"),
+            t.contains("kafka3           0/1      degraded   1@worker2 (running, node down), 1@(unassigned) (pending)"),
             "{t}"
         );
     }
