@@ -22,6 +22,9 @@
 # present), DEBIAN_MIRROR (default: the first mirror in the machine's apt sources).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# The nodes are containers of this machine's daemon (their sockets are bind-mounted out),
+# even when the caller's DOCKER_HOST points at the lab's manager (`env` prints that).
+unset DOCKER_HOST
 
 LABEL=io.cdq.swarm-lab
 IMAGE=cdq-swarm-node:1

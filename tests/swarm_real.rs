@@ -38,6 +38,12 @@ fn on(node: &str, args: &[&str]) -> Out {
     run(Command::new("docker").arg("-H").arg(sock(node)).args(args))
 }
 
+/// `docker ARGS` on this host's daemon (where the lab's node containers are), whatever
+/// `DOCKER_HOST` the test was started with.
+fn host(args: &[&str]) -> Out {
+    run(common::clean_command("docker").args(args))
+}
+
 fn on_ok(node: &str, args: &[&str]) -> String {
     let o = on(node, args);
     assert_eq!(
@@ -189,7 +195,7 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // A worker the test stopped comes back, so its tasks and volumes can be removed.
         for n in NODES {
-            let _ = run(Command::new("docker").args(["start", &format!("cdq-lab-{n}")]));
+            let _ = host(&["start", &format!("cdq-lab-{n}")]);
         }
         self.sb.teardown();
         let filter = format!("label=io.cdq.project={}", self.project());
@@ -341,7 +347,7 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
     }
 
     // ---- a worker dies ----
-    let o = run(Command::new("docker").args(["kill", "cdq-lab-worker2"]));
+    let o = host(&["kill", "cdq-lab-worker2"]);
     assert_eq!(o.code, Some(0), "{o}");
     let v = lab.wait_status("worker2 marked down", Duration::from_secs(90), |_, v| {
         v["nodes"].as_array().is_some_and(|ns| {
@@ -424,7 +430,7 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
     );
 
     // ---- the worker comes back; the cluster converges ----
-    let o = run(Command::new("docker").args(["start", "cdq-lab-worker2"]));
+    let o = host(&["start", "cdq-lab-worker2"]);
     assert_eq!(o.code, Some(0), "{o}");
     lab.wait_status(
         "all healthy after the worker returned",
