@@ -560,6 +560,126 @@ pub fn waves(stack: &Stack) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::assets::Assets;
+    use crate::catalog::Catalog;
+    use crate::secrets::Secrets;
+    use crate::settings::{self, Overrides};
+
+    /// The whole kit for three nodes: the stack parses back into what cdq deploys, every HA
+    /// member pinned to its own slot, the stateful singletons on slot 1, dependencies in
+    /// earlier waves, and no password in the stack file itself.
+    #[test]
+    fn the_stack_renders_and_parses_with_every_member_placed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cdq.yaml"),
+            "target: swarm\ncluster:\n  nodes: [a, b, c]\n",
+        )
+        .unwrap();
+        let s = settings::load(
+            dir.path(),
+            &Overrides {
+                dir: Some(dir.path().to_path_buf()),
+                arch: Some(Arch::Amd64),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let assets = Assets::new(None);
+        let catalog = Catalog::load(&assets, Arch::Amd64, &s.images, &s.versions).unwrap();
+        let secrets = Secrets::fixed();
+        let files = render(&Input {
+            settings: &s,
+            arch: Arch::Amd64,
+            host_ip: "10.0.0.5".parse().unwrap(),
+            timezone: "Etc/UTC",
+            catalog: &catalog,
+            secrets: &secrets,
+            assets: &assets,
+        })
+        .unwrap();
+        let text = |rel: &str| {
+            files
+                .iter()
+                .find(|f| f.rel == Path::new(rel))
+                .unwrap_or_else(|| panic!("{rel} not rendered"))
+                .contents
+                .clone()
+        };
+        let stack_text = text("docker-stack.amd64.yaml");
+        for v in secrets.values() {
+            assert!(!stack_text.contains(v), "a password in the stack file");
+        }
+        let vars = Vars::from_dotenv(&text(".env"), []);
+        let stack = parse("cdq", &stack_text, &vars, Path::new("/d"), |p| {
+            let rel = p.strip_prefix("/d").unwrap();
+            Ok(text(&rel.to_string_lossy()).into_bytes())
+        })
+        .unwrap();
+        assert_eq!(stack.services.len(), 17);
+        let slot = |short: &str| {
+            stack
+                .services
+                .iter()
+                .find(|s| s.short == short)
+                .unwrap_or_else(|| panic!("no {short}"))
+                .constraints
+                .clone()
+        };
+        for i in 1..=3 {
+            for m in ["kafka", "zookeeper", "sentinel"] {
+                assert_eq!(
+                    slot(&format!("{m}{i}")),
+                    vec![format!("node.labels.cdq.slot == {i}")]
+                );
+            }
+        }
+        for single in ["mysql", "redis", "elasticsearch", "prometheus", "grafana"] {
+            assert_eq!(slot(single), vec!["node.labels.cdq.slot == 1".to_string()]);
+        }
+        assert_eq!(
+            slot("redis-replica"),
+            vec!["node.labels.cdq.slot == 2".to_string()]
+        );
+        assert!(
+            slot("server").is_empty(),
+            "the server may move off a dead node"
+        );
+        let waves = waves(&stack);
+        let wave_of = |s: &str| waves.iter().position(|w| w.iter().any(|x| x == s)).unwrap();
+        assert!(wave_of("server") > wave_of("kafka3") && wave_of("server") > wave_of("mysql"));
+        assert!(wave_of("sentinel1") > wave_of("redis-replica"));
+        let server = text("confd/swarm/server.yml");
+        assert!(
+            server.contains("bootstrap-servers: kafka1:9092,kafka2:9092,kafka3:9092"),
+            "{server}"
+        );
+        assert!(
+            server.contains("connect-string: zookeeper1:2181,zookeeper2:2181,zookeeper3:2181"),
+            "{server}"
+        );
+        assert!(
+            server.contains("nodes: sentinel1:26379,sentinel2:26379,sentinel3:26379"),
+            "{server}"
+        );
+        let kafka = text("confd/swarm/kafka.properties");
+        assert!(
+            kafka.contains("controller.quorum.voters=1@kafka1:9093,2@kafka2:9093,3@kafka3:9093\n"),
+            "{kafka}"
+        );
+        // The password-holding files are secrets, the others configs.
+        let secret_objects: Vec<&str> = stack
+            .objects
+            .iter()
+            .filter(|o| o.secret)
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(
+            secret_objects.len(),
+            5,
+            "init SQL, redis, sentinel, server, ucenter: {secret_objects:?}"
+        );
+    }
 
     #[test]
     fn kafka_cluster_ids_are_22_url_safe_characters() {
