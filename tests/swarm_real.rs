@@ -414,21 +414,23 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
         |_, v| row_ok(v, "server") && row_ok(v, "ucenter"),
     );
 
-    // Kafka keeps serving (kafka3 is still down; the client runs in the server container): a produce and consume round trip through the brokers that remain.
-    let o = lab.exec(
-        "server",
-        &[],
-        &[
-            "kafka-roundtrip",
-            "kafka1:9092,kafka2:9092",
-            "swarmt-degraded",
-        ],
-    );
-    assert_eq!(
-        o.code,
-        Some(0),
-        "kafka round trip with one broker down: {o}"
-    );
+    // Kafka keeps serving with kafka3 down: a produce and consume round trip through each
+    // broker that remains (the client runs in the server container). One at a time: the kit's
+    // brokers do not replicate, so a client given both could produce to one and read the
+    // other (compose/CONTRACT.md); with the official image one bootstrap list would do.
+    for broker in ["kafka1:9092", "kafka2:9092"] {
+        let o = lab.exec(
+            "server",
+            &[],
+            &["kafka-roundtrip", broker, "swarmt-degraded"],
+        );
+        assert_eq!(
+            o.code,
+            Some(0),
+            "kafka round trip through {broker} with kafka3 down: {o}"
+        );
+    }
+
     // ---- the worker comes back; the cluster converges ----
     let o = host(&["start", "cdq-lab-worker2"]);
     assert_eq!(o.code, Some(0), "{o}");
@@ -456,9 +458,12 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
 
     // ---- down removes cdq's services, network, configs and secrets; nothing else ----
     let foreign = format!("{}-not-cdqs", lab.project());
-    let mut c = Command::new("docker");
-    c.args(["-H", &sock("manager"), "config", "create", &foreign, "-"]);
-    let o = run(c.stdin(std::process::Stdio::null()));
+    let data = lab.root().join("foreign.txt");
+    std::fs::write(&data, "not cdq's").unwrap();
+    let o = on(
+        "manager",
+        &["config", "create", &foreign, data.to_str().unwrap()],
+    );
     assert_eq!(o.code, Some(0), "{o}");
     let o = lab.cdq(&["down"]);
     assert_eq!(o.code, Some(0), "{o}");

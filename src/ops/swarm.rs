@@ -553,11 +553,23 @@ pub async fn down<E: SwarmEngine + Engine>(
                 Err(e) => return Err(e),
             }
         }
-        if still.is_empty() || start.elapsed() >= wait {
+        // The manager accepts the removal of a network its tasks are still leaving and
+        // deletes it once they are gone: wait for it to be gone from the list too.
+        let listed = Engine::list_networks(engine, project).await?;
+        if still.is_empty() && listed.is_empty() {
+            break;
+        }
+        if start.elapsed() >= wait {
+            for n in listed {
+                if !still.contains(&n) {
+                    still.push(n);
+                }
+            }
+            r.networks.retain(|n| !still.contains(n));
             r.left = still;
             break;
         }
-        pending = still;
+        pending = if still.is_empty() { listed } else { still };
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // An object still referenced by a task being removed is refused; retried in the same
