@@ -50,6 +50,10 @@ pub struct Global {
     /// Override the embedded templates with files from DIR (same layout as the repository)
     #[arg(long, global = true, env = "CDQ_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Where the stack runs: `host` (this Docker host) or `swarm` (the Swarm cluster whose
+    /// manager DOCKER_HOST names; `cluster.nodes` in cdq.yaml) [default: host]
+    #[arg(long, global = true, env = "CDQ_TARGET", value_name = "TARGET", value_parser = crate::settings::Target::parse)]
+    pub target: Option<crate::settings::Target>,
     /// Answer yes to confirmations (non-interactive runs take the safe default otherwise)
     #[arg(short = 'y', long, global = true)]
     pub yes: bool,

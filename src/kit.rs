@@ -15,11 +15,13 @@ use crate::project::{self, Project};
 use crate::render::{self, Change};
 use crate::secrets::{self, Secrets};
 use crate::settings::Relabel;
+use crate::settings::Target;
 
 /// What a render produced, in memory.
 pub struct Rendered {
     pub catalog: Catalog,
     pub files: Vec<render::File>,
+    /// The compose file, or the stack file for the Swarm target.
     pub compose_path: PathBuf,
 }
 
@@ -59,7 +61,7 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
     };
     let catalog = ctx.catalog()?;
     let tz = s.timezone.clone().unwrap_or_else(crate::host::timezone);
-    let files = render::render(&render::Input {
+    let input = render::Input {
         settings: s,
         arch: ctx.arch,
         host_ip: ip.ip,
@@ -72,8 +74,16 @@ pub fn render(ctx: &Context, mode: SecretsMode) -> anyhow::Result<(Rendered, sec
             Relabel::Never => false,
             Relabel::Auto => crate::host::selinux_enforcing(),
         },
-    })?;
-    let compose_path = s.deploy_dir.join(render::compose_file_name(ctx.arch));
+    };
+    // The Swarm target renders its own kit (the stack file and the cluster's configs).
+    let (files, main_file) = match s.target {
+        Target::Host => (render::render(&input)?, render::compose_file_name(ctx.arch)),
+        Target::Swarm => (
+            crate::swarm::stack::render(&input)?,
+            crate::swarm::stack::stack_file_name(ctx.arch),
+        ),
+    };
+    let compose_path = s.deploy_dir.join(main_file);
     Ok((
         Rendered {
             catalog,

@@ -41,6 +41,7 @@ pub mod render;
 pub mod secrets;
 pub mod services;
 pub mod settings;
+pub mod swarm;
 pub mod ui;
 pub mod yaml;
 

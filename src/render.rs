@@ -61,7 +61,7 @@ fn data_dir_ref(s: &Settings) -> String {
     }
 }
 
-fn context(i: &Input) -> serde_json::Value {
+pub(crate) fn context(i: &Input) -> serde_json::Value {
     let s = i.settings;
     let services: Vec<&str> = s.services.iter().map(|x| x.name()).collect();
     let images: BTreeMap<&str, &str> = Service::ALL
@@ -156,7 +156,11 @@ fn describe(e: &minijinja::Error) -> String {
     msg
 }
 
-fn render_one(env: &Environment, name: &str, ctx: &serde_json::Value) -> anyhow::Result<String> {
+pub(crate) fn render_one(
+    env: &Environment,
+    name: &str,
+    ctx: &serde_json::Value,
+) -> anyhow::Result<String> {
     let t = env
         .get_template(name)
         .map_err(|e| template_error(name, &e))?;
@@ -179,8 +183,9 @@ fn template_error(name: &str, e: &minijinja::Error) -> anyhow::Error {
         .into()
 }
 
-/// Renders every file of the deploy kit. Pure: reads only its input and the assets.
-pub fn render(i: &Input) -> anyhow::Result<Vec<File>> {
+/// The template environment every render uses: strict about undefined variables, blocks
+/// trimmed.
+pub(crate) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_syntax(
@@ -191,6 +196,22 @@ pub fn render(i: &Input) -> anyhow::Result<Vec<File>> {
             .build()
             .expect("the default delimiters are valid"),
     );
+    env
+}
+
+/// Adds a template to `env`, or the error naming it.
+pub(crate) fn add_template(
+    env: &mut Environment<'static>,
+    name: &str,
+    src: String,
+) -> anyhow::Result<()> {
+    env.add_template_owned(name.to_string(), src)
+        .map_err(|e| template_error(name, &e))
+}
+
+/// Renders every file of the deploy kit. Pure: reads only its input and the assets.
+pub fn render(i: &Input) -> anyhow::Result<Vec<File>> {
+    let mut env = environment();
 
     // (template name, output path, owning service)
     let mut jobs: Vec<(String, PathBuf, Option<Service>, bool)> = vec![

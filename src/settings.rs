@@ -341,7 +341,47 @@ pub struct FileSettings {
     /// The text it was parsed from, so a value refused later is reported at its line.
     #[serde(skip)]
     text: String,
+    target: Option<Target>,
+    cluster: Option<ClusterFile>,
 }
+
+/// Where the stack runs: this one Docker host (compose file, containers), or a Docker Swarm
+/// cluster whose manager cdq talks to (stack file, services and tasks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    #[default]
+    Host,
+    Swarm,
+}
+
+impl Target {
+    pub fn parse(text: &str) -> Result<Target, String> {
+        match text {
+            "host" => Ok(Target::Host),
+            "swarm" => Ok(Target::Swarm),
+            t => Err(format!("`{t}` is not a target: write `host` or `swarm`")),
+        }
+    }
+}
+
+/// `cluster:` in `cdq.yaml`, for `target: swarm`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    nodes: Option<Vec<String>>,
+}
+
+/// The swarm nodes cdq places on, by hostname; `nodes[i]` carries the node label
+/// `cdq.slot=i+1` (slot 1 holds the single-instance stateful services).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub nodes: Vec<String>,
+}
+
+/// How many nodes the highly available services span (three: a ZooKeeper ensemble, a
+/// KRaft quorum and Sentinel each need a majority that survives one loss).
+pub const CLUSTER_NODES: usize = 3;
 
 /// Values from flags and `CDQ_*` variables (clap merges the two); they beat the file.
 #[derive(Debug, Clone, Default)]
@@ -355,6 +395,7 @@ pub struct Overrides {
     pub arch: Option<Arch>,
     pub data_dir: Option<PathBuf>,
     pub templates: Option<PathBuf>,
+    pub target: Option<Target>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,6 +430,9 @@ pub struct Settings {
     pub templates: Option<PathBuf>,
     pub seccomp: Seccomp,
     pub selinux_relabel: Relabel,
+    pub target: Target,
+    /// Set when `target` is `swarm`.
+    pub cluster: Option<Cluster>,
 }
 
 impl Settings {
@@ -885,7 +929,31 @@ fn resolve(
         .into());
     }
 
+    let target = o.target.or(f.target).unwrap_or_default();
+    let cluster = match (target, f.cluster) {
+        (Target::Host, _) => None,
+        (Target::Swarm, c) => {
+            let nodes = c.and_then(|c| c.nodes).unwrap_or_default();
+            let distinct: BTreeSet<&String> = nodes.iter().collect();
+            if nodes.len() != CLUSTER_NODES
+                || distinct.len() != CLUSTER_NODES
+                || nodes.iter().any(|n| n.trim().is_empty())
+            {
+                return Err(CdqError::usage(format!(
+                    "{}: `target: swarm` needs three distinct node names, got {}",
+                    in_file("cluster.nodes"),
+                    nodes.len()
+                ))
+                .hint("list the hostnames `docker node ls` shows, slot 1 first: `cluster: { nodes: [manager, worker1, worker2] }`")
+                .into());
+            }
+            Some(Cluster { nodes })
+        }
+    };
+
     Ok(Settings {
+        target,
+        cluster,
         deploy_dir,
         config_path,
         config_found,

@@ -79,7 +79,7 @@ fn misspelt_settings_key_names_file_line_and_spelling() {
     assert_eq!(
         stderr(&o),
         format!(
-            "error: `{}` line 2: unknown key `prots`\nhint: did you mean `ports`? valid keys here: project, data_dir, host_ip, arch, images, timezone, services, versions, image_refs, registry, registry_layout, ports, heap, deadlines, seccomp, selinux_relabel\n",
+            "error: `{}` line 2: unknown key `prots`\nhint: did you mean `ports`? valid keys here: project, data_dir, host_ip, arch, images, timezone, services, versions, image_refs, registry, registry_layout, ports, heap, deadlines, seccomp, selinux_relabel, target, cluster\n",
             file.display()
         )
     );

@@ -20,6 +20,7 @@ mod render;
 mod restore;
 mod signals;
 mod status;
+mod swarm;
 mod up;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -62,6 +63,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         arch: target_arch.map(arch_of),
         data_dir: g.data_dir.clone(),
         templates: g.templates.clone(),
+        target: g.target,
     };
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let ui = Ui {
@@ -113,6 +115,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         return diagnose::run(s, &ui, output.clone(), problem);
     }
     let settings = settings::load(&cwd, &overrides)?;
+    if settings.target == settings::Target::Swarm
+        && let Some(result) = swarm::dispatch(&cli.command, &settings, &ui)
+    {
+        return result;
+    }
     match cli.command {
         Command::Render { target, json } => render::run(settings, &ui, target.ip, json),
         Command::Images { json, .. } => images::run(Context::new(settings)?, &ui, json),

@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod fake;
+pub mod swarm;
 
 use std::collections::BTreeMap;
 use std::future::Future;

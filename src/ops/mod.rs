@@ -12,5 +12,6 @@ pub mod logs;
 pub mod owner;
 pub mod restore;
 pub mod status;
+pub mod swarm;
 pub mod transfer;
 pub mod up;

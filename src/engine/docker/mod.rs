@@ -319,6 +319,7 @@ fn open(host: &str, socket: &str, version: &ClientVersion) -> Result<Docker> {
 }
 
 mod podman;
+mod swarm;
 mod wire;
 
 use wire::*;

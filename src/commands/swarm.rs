@@ -1,0 +1,272 @@
+//! `up`, `status`, `down`, `logs` and `preflight` when the settings say `target: swarm`:
+//! the same commands, on the Swarm cluster whose manager `DOCKER_HOST` names. Renders the
+//! stack kit (`kit`), checks the nodes, and calls `ops::swarm`; prints through `ui`.
+//!
+//! Must not: reach a single-host container, or change the swarm's nodes.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::cli::Command;
+use crate::context::Context;
+use crate::engine::explain;
+use crate::engine::swarm::SwarmEngine;
+use crate::error::{CdqError, Kind};
+use crate::interpolate::Vars;
+use crate::kit::{self, SecretsMode};
+use crate::ops::swarm::{self as ops, Action, Progress};
+use crate::secrets::Scrubber;
+use crate::settings::{Cluster, Settings};
+use crate::swarm::stack::{self, Stack};
+use crate::ui::Ui;
+
+/// Runs `command` on the swarm; None when the command has no Swarm form (it then runs as
+/// on a single host: `render`, `images`, `bundle` do not depend on the target, `render`
+/// because the kit renders the stack file itself).
+pub fn dispatch(command: &Command, settings: &Settings, ui: &Ui) -> Option<anyhow::Result<i32>> {
+    let unsupported = |flag: &str| {
+        Some(Err(CdqError::usage(format!(
+            "`{flag}` is not supported with `target: swarm`"
+        ))
+        .hint("drop the flag, or deploy on one host (`target: host`)")
+        .into()))
+    };
+    match command {
+        Command::Up {
+            target,
+            dry_run,
+            compose,
+            bundle,
+            ..
+        } => {
+            if *dry_run {
+                return unsupported("--dry-run");
+            }
+            if compose.is_some() {
+                return unsupported("--compose");
+            }
+            if bundle.is_some() {
+                return unsupported("--bundle");
+            }
+            Some(up(settings.clone(), ui, target.ip))
+        }
+        Command::Status {
+            json,
+            compose,
+            watch,
+            ..
+        } => {
+            if compose.is_some() {
+                return unsupported("--compose");
+            }
+            if *watch {
+                return unsupported("--watch");
+            }
+            Some(status(settings.clone(), ui, *json))
+        }
+        Command::Down { purge, compose, .. } => {
+            if *purge {
+                return unsupported("--purge");
+            }
+            if compose.is_some() {
+                return unsupported("--compose");
+            }
+            Some(down(settings.clone(), ui))
+        }
+        Command::Logs {
+            services,
+            follow,
+            tail,
+            since,
+        } => {
+            if *follow {
+                return unsupported("--follow");
+            }
+            if since.is_some() {
+                return unsupported("--since");
+            }
+            Some(logs(settings.clone(), ui, services, tail.unwrap_or(100)))
+        }
+        Command::Preflight { target, .. } => Some(preflight(settings.clone(), ui, target.ip)),
+        _ => None,
+    }
+}
+
+fn cluster(ctx: &Context) -> &Cluster {
+    ctx.settings
+        .cluster
+        .as_ref()
+        .expect("settings validate a cluster for target swarm")
+}
+
+/// The stack file on disk, parsed (with `.env` and the process environment for `${...}`).
+fn load_stack(ctx: &Context) -> anyhow::Result<Stack> {
+    let dir = &ctx.settings.deploy_dir;
+    let path = dir.join(stack::stack_file_name(ctx.arch));
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::Error::new(e).context(
+            CdqError::usage(format!("cannot read the stack file `{}`", path.display()))
+                .hint("run `cdq up` (or `cdq render`) with `target: swarm` first"),
+        )
+    })?;
+    let dotenv = std::fs::read_to_string(dir.join(".env")).unwrap_or_default();
+    let vars = Vars::from_dotenv(&dotenv, std::env::vars());
+    stack::parse(&ctx.settings.project, &text, &vars, dir, |p| {
+        std::fs::read(p)
+            .map_err(|e| anyhow::Error::new(e).context(format!("reading `{}`", p.display())))
+    })
+}
+
+async fn check<E: SwarmEngine>(engine: &E, ctx: &Context) -> anyhow::Result<()> {
+    let nodes = engine.nodes().await.map_err(|e| {
+        anyhow::Error::new(explain(e)).context(
+            CdqError::usage("the Docker engine cdq talks to is not a swarm manager")
+                .hint("point `DOCKER_HOST` at a manager (`docker node ls` works there), or use `target: host`"),
+        )
+    })?;
+    ops::check_nodes(&nodes, cluster(ctx), ctx.arch)?;
+    Ok(())
+}
+
+fn up(settings: Settings, ui: &Ui, ip: Option<IpAddr>) -> anyhow::Result<i32> {
+    let ctx = super::rendering_context(settings, ui, ip)?;
+    let _lock = crate::lock::acquire(&ctx.settings.deploy_dir)?;
+    let (r, change) = kit::render(&ctx, SecretsMode::Ensure)?;
+    let report = kit::write(&ctx, &r)?;
+    super::render::report_render(&ctx, ui, &change, &report);
+    let stack = load_stack(&ctx)?;
+    let started = std::time::Instant::now();
+    super::runtime()?.block_on(async {
+        let engine = super::connect().await?;
+        check(&engine, &ctx).await?;
+        let s = &ctx.settings;
+        let deadline = |short: &str| {
+            ops::base_service(short).map_or(Duration::from_secs(120), |svc| s.deadline(svc))
+        };
+        let result = ops::up(&engine, &stack, deadline, |p| match p {
+            Progress::Wave(w) => ui.info(format!("starting {}", w.join(", "))),
+            Progress::Service(name, Action::Created) => ui.info(format!("  {name}: created")),
+            Progress::Service(name, Action::Updated) => ui.info(format!("  {name}: updated")),
+            Progress::Service(_, Action::Unchanged) => {}
+            Progress::Healthy(name) => ui.info(format!("  {name} healthy")),
+        })
+        .await;
+        if let Err(e) = result {
+            // Task errors and log lines can carry a password: masked before printing.
+            let scrub = Scrubber::for_deploy_dir(&s.deploy_dir)?;
+            let msg = scrub.scrub(&format!("{e:#}"));
+            let kind = e
+                .downcast_ref::<CdqError>()
+                .map_or(Kind::Failure, |c| c.kind);
+            let hint = e.downcast_ref::<CdqError>().and_then(|c| c.hint.clone());
+            let mut err = CdqError::new(kind, msg);
+            if let Some(h) = hint {
+                err = err.hint(h);
+            }
+            return Err(err.into());
+        }
+        ui.info(format!(
+            "{} services healthy on the swarm in {:.1}s",
+            stack.services.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(0)
+    })
+}
+
+fn status(settings: Settings, ui: &Ui, json: bool) -> anyhow::Result<i32> {
+    let ctx = Context::new(settings)?;
+    let stack = load_stack(&ctx)?;
+    let expected: Vec<String> = stack.services.iter().map(|s| s.short.clone()).collect();
+    let report = super::runtime()?.block_on(async {
+        let engine = super::connect().await?;
+        ops::status(&engine, &ctx.settings.project, &expected)
+            .await
+            .map_err(|e| anyhow::Error::new(explain(e)))
+    })?;
+    let healthy = report.healthy();
+    if json {
+        ui.out(serde_json::to_string_pretty(&serde_json::json!({
+            "project": ctx.settings.project,
+            "target": "swarm",
+            "healthy": healthy,
+            "nodes": report.nodes,
+            "services": report.services,
+        }))?);
+    } else {
+        ui.out(ops::table(&report));
+    }
+    Ok(if healthy {
+        0
+    } else {
+        Kind::Unhealthy.exit_code()
+    })
+}
+
+fn down(settings: Settings, ui: &Ui) -> anyhow::Result<i32> {
+    let ctx = Context::new(settings)?;
+    let _lock = crate::lock::acquire(&ctx.settings.deploy_dir)?;
+    let project = ctx.settings.project.clone();
+    let removed = super::runtime()?.block_on(async {
+        let engine = super::connect().await?;
+        ops::down(&engine, &project, Duration::from_secs(90))
+            .await
+            .map_err(|e| anyhow::Error::new(explain(e)))
+    })?;
+    ui.info(format!(
+        "removed {} services, {} networks, {} configs and secrets of `{project}`; volumes (the data) stay on their nodes",
+        removed.services.len(),
+        removed.networks.len(),
+        removed.objects.len()
+    ));
+    if !removed.left.is_empty() {
+        ui.warn(format!(
+            "still in use after 90 s, left in place: {} (run `cdq down` again once the tasks are gone)",
+            removed.left.join(", ")
+        ));
+        return Ok(Kind::Failure.exit_code());
+    }
+    Ok(0)
+}
+
+fn logs(settings: Settings, ui: &Ui, services: &[String], tail: u64) -> anyhow::Result<i32> {
+    let ctx = Context::new(settings)?;
+    let scrub = Scrubber::for_deploy_dir(&ctx.settings.deploy_dir)?;
+    let lines = super::runtime()?.block_on(async {
+        let engine = super::connect().await?;
+        ops::logs(&engine, &ctx.settings.project, services, tail)
+            .await
+            .map_err(|e| anyhow::Error::new(explain(e)))
+    })?;
+    for l in lines {
+        ui.out(scrub.scrub(&l));
+    }
+    Ok(0)
+}
+
+/// Swarm preflight: the nodes (present, Ready, active, architecture, labels), each named.
+fn preflight(settings: Settings, ui: &Ui, ip: Option<IpAddr>) -> anyhow::Result<i32> {
+    let ctx = super::rendering_context(settings, ui, ip)?;
+    super::runtime()?.block_on(async {
+        let engine = super::connect().await?;
+        match check(&engine, &ctx).await {
+            Ok(()) => {
+                ui.info(format!(
+                    "swarm: nodes {} ready and labelled",
+                    cluster(&ctx).nodes.join(", ")
+                ));
+                Ok(0)
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                Err(CdqError::new(Kind::Preflight, msg)
+                    .hint(
+                        e.downcast_ref::<CdqError>()
+                            .and_then(|c| c.hint.clone())
+                            .unwrap_or_default(),
+                    )
+                    .into())
+            }
+        }
+    })
+}
