@@ -17,6 +17,25 @@ use super::super::{
     PublishedPort, RegistryAuth, Result, RunState, TransferEvent,
 };
 
+/// A bind as cdq writes it (`SRC:DST[:ro][,z|Z]`), from what an engine reports: Podman adds
+/// the defaults it applied (`rw`, `rprivate`, `rbind`), which are not a difference.
+pub(super) fn normal_bind(b: &str) -> String {
+    let mut parts: Vec<&str> = b.splitn(3, ':').collect();
+    let Some(opts) = (parts.len() == 3).then(|| parts.pop()).flatten() else {
+        return b.to_string();
+    };
+    let kept: Vec<&str> = opts
+        .split(',')
+        .filter(|o| matches!(*o, "ro" | "z" | "Z"))
+        .collect();
+    let mut out = parts.join(":");
+    if !kept.is_empty() {
+        out.push(':');
+        out.push_str(&kept.join(","));
+    }
+    out
+}
+
 /// Docker reports a never-started container's StartedAt as Go's zero time.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
@@ -296,7 +315,12 @@ pub(super) fn container_from_inspect(r: ContainerInspectResponse) -> Container {
         ports: published_ports(r.network_settings.and_then(|n| n.ports)),
         networks,
         restart,
-        binds: host.binds.unwrap_or_default(),
+        binds: host
+            .binds
+            .unwrap_or_default()
+            .iter()
+            .map(|b| normal_bind(b))
+            .collect(),
         env: config.env.unwrap_or_default(),
     }
 }
@@ -492,5 +516,14 @@ mod tests {
         assert_eq!(frame_lines(b"a\n"), vec!["a"]);
         assert_eq!(frame_lines(b"a\r\nb\n"), vec!["a", "b"]);
         assert_eq!(frame_lines(b"partial"), vec!["partial"]);
+    }
+
+    #[test]
+    fn podman_default_bind_options_are_not_drift() {
+        assert_eq!(normal_bind("/a:/b:ro,rprivate,rbind"), "/a:/b:ro");
+        assert_eq!(normal_bind("/a:/b:rw,rprivate,rbind"), "/a:/b");
+        assert_eq!(normal_bind("/a:/b:ro,z"), "/a:/b:ro,z");
+        assert_eq!(normal_bind("/a:/b:z"), "/a:/b:z");
+        assert_eq!(normal_bind("/a:/b"), "/a:/b");
     }
 }
