@@ -213,7 +213,11 @@ fn an_unhealthy_service_is_restarted_then_recreated_as_dry_run_says() {
         o.stderr.contains("sick: restarting (it was unhealthy)"),
         "{o}"
     );
-    assert!(o.stderr.contains("sick: removing the old container"), "{o}");
+    assert!(
+        o.stderr
+            .contains("sick: stopping the old container to replace it"),
+        "{o}"
+    );
     assert_ne!(inspect(&container(&s, "sick"), "{{.Id}}"), before);
     assert_eq!(s.cdq(&["status", "--compose", &f]).code, Some(0));
     let again = s.cdq(&["up", "--compose", &f, "--dry-run"]);
