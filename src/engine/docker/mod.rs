@@ -160,6 +160,39 @@ impl Docker {
     }
 
     /// Translates a bollard error; `what` names the object asked for (for NotFound).
+    /// Creates network `name` with `driver` unless one of that name exists (true: created).
+    pub(super) async fn ensure_network_with(
+        &self,
+        name: &str,
+        driver: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        match self
+            .client
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(_) => return Ok(false),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => return Err(self.map_err(e, name)),
+        }
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some(driver.to_string()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        match self.client.create_network(req).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(false),
+            Err(e) => Err(self.map_err(e, name)),
+        }
+    }
+
     fn map_err(&self, e: BollardError, what: &str) -> EngineError {
         match e {
             BollardError::DockerResponseServerError {
@@ -393,32 +426,9 @@ impl Engine for Docker {
     }
 
     async fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool> {
-        match self
-            .client
-            .inspect_network(name, None::<InspectNetworkOptions>)
-            .await
-        {
-            Ok(_) => return Ok(false),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => return Err(self.map_err(e, name)),
-        }
-        // API 1.41 would allow a second network of the same name; the inspect above and the
-        // deploy-directory lock (one cdq per stack) are what keep it to one.
-        let req = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".to_string()),
-            labels: Some(labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        match self.client.create_network(req).await {
-            Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(false),
-            Err(e) => Err(self.map_err(e, name)),
-        }
+        // API 1.41 would allow a second network of the same name; the inspect in
+        // `ensure_network_with` and the locks (one cdq per stack) are what keep it to one.
+        self.ensure_network_with(name, "bridge", labels).await
     }
 
     async fn list_networks(&self, project: &str) -> Result<Vec<String>> {

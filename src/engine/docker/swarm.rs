@@ -12,15 +12,15 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{
     ConfigSpec, EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec,
     EndpointSpecModeEnum, HealthConfig, Mount, MountType, MountVolumeOptions,
-    NetworkAttachmentConfig, NetworkCreateRequest, NodeSpecAvailabilityEnum, NodeSpecRoleEnum,
+    NetworkAttachmentConfig, NodeSpecAvailabilityEnum, NodeSpecRoleEnum,
     NodeState as WireNodeState, SecretSpec, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
     TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets,
     TaskSpecPlacement, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
-    InspectNetworkOptions, ListConfigsOptions, ListNodesOptions, ListSecretsOptions,
-    ListServicesOptions, ListTasksOptions, UpdateServiceOptions,
+    ListConfigsOptions, ListNodesOptions, ListSecretsOptions, ListServicesOptions,
+    ListTasksOptions, UpdateServiceOptions,
 };
 use futures_util::TryStreamExt;
 
@@ -386,30 +386,7 @@ impl SwarmEngine for Docker {
     }
 
     async fn ensure_overlay(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<bool> {
-        match self
-            .client
-            .inspect_network(name, None::<InspectNetworkOptions>)
-            .await
-        {
-            Ok(_) => return Ok(false),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => return Err(self.map_err(e, name)),
-        }
-        let req = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("overlay".to_string()),
-            labels: Some(labels.clone().into_iter().collect()),
-            ..Default::default()
-        };
-        match self.client.create_network(req).await {
-            Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(false),
-            Err(e) => Err(self.map_err(e, name)),
-        }
+        self.ensure_network_with(name, "overlay", labels).await
     }
 
     async fn service_logs(&self, id: &str, tail: u64) -> Result<Vec<String>> {
