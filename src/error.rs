@@ -120,6 +120,15 @@ pub fn format(err: &anyhow::Error) -> String {
     out
 }
 
+/// Names as product copy writes them: each in backticks, comma-separated (`a`, `b`).
+pub fn quoted_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

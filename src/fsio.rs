@@ -349,11 +349,7 @@ impl DirCheck {
                 entries,
                 total,
             } => {
-                let mut list = entries
-                    .iter()
-                    .map(|e| format!("`{e}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let mut list = crate::error::quoted_list(entries);
                 if *total > entries.len() {
                     list.push_str(&format!(" and {} more", total - entries.len()));
                 }

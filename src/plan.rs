@@ -194,11 +194,7 @@ pub fn drift(project: &Project, spec: &ServiceSpec, c: &Container) -> Vec<String
         } else {
             format!(
                 "not on the network `{network}` (on {})",
-                c.networks
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                crate::error::quoted_list(&c.networks)
             )
         });
     }
@@ -230,11 +226,7 @@ pub fn drift(project: &Project, spec: &ServiceSpec, c: &Container) -> Vec<String
     if !changed.is_empty() {
         out.push(format!(
             "environment {} differs",
-            changed
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            crate::error::quoted_list(changed)
         ));
     }
     out

@@ -158,11 +158,7 @@ pub async fn remove_network<E: Engine>(
         let attached = engine.network_endpoints(network).await.map_err(explain)?;
         let foreign: Vec<&String> = attached.iter().filter(|a| !ours.contains(a)).collect();
         if !foreign.is_empty() {
-            let names = foreign
-                .iter()
-                .map(|f| format!("`{f}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let names = crate::error::quoted_list(&foreign);
             return Err(CdqError::failure(format!(
                 "network `{network}` is still used by {names}, not part of this stack"
             ))

@@ -68,14 +68,7 @@ pub async fn networks<E: Engine>(
         let used = if f.containers.is_empty() {
             "no container is attached to it".to_string()
         } else {
-            format!(
-                "it is used by {}",
-                f.containers
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("it is used by {}", crate::error::quoted_list(&f.containers))
         };
         let whose = match (f.labels.get(LABEL_PROJECT), f.labels.get(COMPOSE_PROJECT)) {
             (Some(p), _) => format!(" (it is cdq project `{p}`'s)"),

@@ -272,10 +272,7 @@ async fn wait_healthy<E: SwarmEngine>(
                 Kind::Unhealthy,
                 format!(
                     "{} did not become healthy in time\n{}",
-                    late.iter()
-                        .map(|(s, _)| format!("`{s}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    crate::error::quoted_list(late.iter().map(|(s, _)| s)),
                     report.join("\n")
                 ),
             )

@@ -226,11 +226,7 @@ fn failed(failures: &[Failure]) -> CdqError {
     } else {
         "fix the cause above and run `cdq up` again (healthy services stay up)".to_string()
     };
-    let names = roots
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = crate::error::quoted_list(roots);
     let rolled: Vec<String> = failures
         .iter()
         .filter(|f| matches!(f.rollback, Some(Rollback::Restored { .. })))
