@@ -288,7 +288,8 @@ async fn ctrl_c_stops_waiting_and_leaves_containers() {
     assert_eq!(
         r.unwrap(),
         Outcome::Interrupted {
-            waiting: vec!["slow".into()]
+            waiting: vec!["slow".into()],
+            not_started: vec![],
         }
     );
     assert!(
