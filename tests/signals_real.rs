@@ -372,7 +372,7 @@ fn registry() -> &'static SharedRegistry {
         let mut watchdog = Command::new("sh")
             .args([
                 "-c",
-                "\"$1\" serve \"$2\" 2>\"$3/registry.log\" & p=$!; cat >/dev/null; kill $p; wait $p; rm -rf \"$3\"",
+                "\"$1\" serve \"$2\" 2>\"$3/registry.log\" & p=$!; cat >/dev/null; kill $p 2>/dev/null; wait $p 2>/dev/null; rm -rf \"$3\"",
                 "watchdog",
             ])
             .arg(bin)
@@ -380,6 +380,7 @@ fn registry() -> &'static SharedRegistry {
             .arg(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("sh runs");
         let stdin = watchdog.stdin.take().unwrap();
@@ -498,11 +499,16 @@ fn pull_interrupted_while_pulling(sig: &str) {
     assert_eq!(image_id(&image.reference), None, "not pulled");
     let again = s.cdq(&args);
     assert_eq!(again.code, Some(0), "the re-run converges: {again}");
-    assert!(again.stderr.contains("pulled 1 images for amd64"), "{again}");
+    assert!(
+        again.stderr.contains("pulled 1 images for amd64"),
+        "{again}"
+    );
     assert_eq!(image_id(&image.reference), image_id(KIT));
     let third = s.cdq(&args);
     assert!(
-        third.stderr.contains("nothing to pull: the 1 images are on this host"),
+        third
+            .stderr
+            .contains("nothing to pull: the 1 images are on this host"),
         "{third}"
     );
 }
@@ -557,7 +563,9 @@ fn interrupted_while_connecting(sig: &str, cmd: &str) {
         "down" => assert!(s.labelled().is_empty(), "down removed the stack"),
         "up" => assert_eq!(s.cdq(&["status", "--compose", &f]).code, Some(0)),
         _ => assert!(
-            again.stderr.contains("nothing to pull: the 1 images are on this host"),
+            again
+                .stderr
+                .contains("nothing to pull: the 1 images are on this host"),
             "{again}"
         ),
     }
@@ -747,7 +755,14 @@ fn bundle() -> &'static SharedBundle {
         docker_ok(&["tag", KIT, &reference]);
         let s = Sandbox::new("cdqsg", "bundlesave").flags(&["--images", &prefix]);
         s.write_config("services: [redis]\n");
-        let o = s.cdq(&["bundle", "save", "--arch", "amd64", "-o", path.to_str().unwrap()]);
+        let o = s.cdq(&[
+            "bundle",
+            "save",
+            "--arch",
+            "amd64",
+            "-o",
+            path.to_str().unwrap(),
+        ]);
         docker_ok(&["rmi", &reference]);
         assert_eq!(o.code, Some(0), "{o}");
         SharedBundle { path, reference }
