@@ -97,7 +97,12 @@ pub enum Rollback {
 pub enum Outcome {
     Done,
     Failed(Vec<Failure>),
-    Interrupted { waiting: Vec<String> },
+    /// A signal: `waiting` were waiting for a dependency or for health; `not_started`
+    /// were created (or kept) and not started, because the signal came first.
+    Interrupted {
+        waiting: Vec<String>,
+        not_started: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +201,8 @@ struct Shared<E> {
     dir_lock: Mutex<()>,
     probes: tokio::sync::Semaphore,
     cancel: watch::Receiver<bool>,
+    /// Services that stopped before their start because of a signal.
+    not_started: std::sync::Mutex<Vec<String>>,
 }
 
 /// Runs the plan. `observed` is what `plan` was computed from (its health saves a wait).
@@ -226,7 +233,16 @@ pub async fn execute<E: Engine>(
         }
     });
 
+    // A signal before any service step: what is done stays done, nothing more starts.
+    let stopped_early = || Outcome::Interrupted {
+        waiting: vec![],
+        not_started: vec![],
+    };
     for r in &plan.removals {
+        if *cancel.borrow() {
+            pump.abort();
+            return Ok(stopped_early());
+        }
         engine
             .stop_container(&r.id, Duration::from_secs(10))
             .await?;
@@ -237,6 +253,10 @@ pub async fn execute<E: Engine>(
             engine.force_disconnect(&d.id, c).await?;
         }
         engine.remove_network(&d.id).await?;
+    }
+    if *cancel.borrow() {
+        pump.abort();
+        return Ok(stopped_early());
     }
     if plan.create_network {
         engine
@@ -262,6 +282,7 @@ pub async fn execute<E: Engine>(
         dir_lock: Mutex::new(()),
         probes: tokio::sync::Semaphore::new(PROBES_AT_ONCE),
         cancel: cancel.clone(),
+        not_started: std::sync::Mutex::new(vec![]),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -300,9 +321,13 @@ pub async fn execute<E: Engine>(
         return Err(e);
     }
     if *cancel.borrow() {
+        let mut not_started = std::mem::take(&mut *shared.not_started.lock().unwrap());
+        interrupted.retain(|s| !not_started.contains(s));
         interrupted.sort();
+        not_started.sort();
         return Ok(Outcome::Interrupted {
             waiting: interrupted,
+            not_started,
         });
     }
     if failures.is_empty() {
@@ -460,6 +485,12 @@ async fn run_service<E: Engine>(
             }
         }
 
+        // A signal that came during the create (or a dependency's wait that just ended):
+        // the created container is left as it is, not started.
+        if !keep && *cancel.borrow() {
+            sh.not_started.lock().unwrap().push(name.to_string());
+            return Ok(None);
+        }
         // Subscribe before starting so the start's health events are seen.
         let events = sh.events.subscribe();
         if !keep {
