@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::swarm::{Node, NodeState, ServiceCreate, SwarmEngine, SwarmService, Task};
-use crate::engine::{Engine, EngineError, LABEL_CONFIG_HASH, LABEL_PROJECT, LABEL_SERVICE};
+use crate::engine::{EngineError, LABEL_CONFIG_HASH, LABEL_PROJECT, LABEL_SERVICE};
 use crate::error::{CdqError, Kind};
 use crate::services::{Arch, Service};
 use crate::settings::Cluster;
@@ -524,7 +524,7 @@ pub struct Removed {
 
 /// Removes the project's services, then (once their tasks are gone) its networks and its
 /// config and secret objects. Named volumes stay on their nodes with the data.
-pub async fn down<E: SwarmEngine + Engine>(
+pub async fn down<E: SwarmEngine>(
     engine: &E,
     project: &str,
     wait: Duration,
@@ -536,11 +536,11 @@ pub async fn down<E: SwarmEngine + Engine>(
         r.services.push(s.name.clone());
     }
     let start = tokio::time::Instant::now();
-    let mut pending = Engine::list_networks(engine, project).await?;
+    let mut pending = engine.overlays(project).await?;
     loop {
         let mut still = Vec::new();
         for n in pending {
-            match engine.remove_network(&n).await {
+            match engine.remove_overlay(&n).await {
                 Ok(()) => r.networks.push(n),
                 Err(
                     EngineError::NetworkInUse(_)
@@ -552,7 +552,7 @@ pub async fn down<E: SwarmEngine + Engine>(
         }
         // The manager accepts the removal of a network its tasks are still leaving and
         // deletes it once they are gone: wait for it to be gone from the list too.
-        let listed = Engine::list_networks(engine, project).await?;
+        let listed = engine.overlays(project).await?;
         if still.is_empty() && listed.is_empty() {
             break;
         }
