@@ -203,9 +203,9 @@ async fn a_service_never_healthy_fails_at_its_deadline_naming_task_node_error_an
     );
     // The current task first, then the ones Swarm failed, each with its node and error.
     let lines: Vec<&str> = m.lines().collect();
-    assert!(
-        lines[2].starts_with("    task 1 on `worker1`: "),
-        "the current task and its node: {m}"
+    assert_eq!(
+        lines[2], "    task 1 on `worker1`: starting (desired running)",
+        "the current task, its node and state, once: {m}"
     );
     assert!(
         m.contains("    task 1 on `worker1`: failed (desired shutdown): dockerexec: unhealthy container"),

@@ -192,6 +192,8 @@ pub async fn up<E: SwarmEngine>(
         .iter()
         .map(|s| (s.short.as_str(), s))
         .collect();
+    // Tasks of the services updated, from before their update.
+    let mut replaced = BTreeSet::new();
     for wave in stack::waves(stack) {
         progress(Progress::Wave(wave.clone()));
         let mut wave_ids = Vec::new();
@@ -221,6 +223,13 @@ pub async fn up<E: SwarmEngine>(
                     (s.id.clone(), Action::Unchanged)
                 }
                 Some(s) => {
+                    // Swarm replaces the tasks after the update returns: the ones running
+                    // now run the old spec and must not count as the new one healthy.
+                    let old = engine
+                        .tasks(std::slice::from_ref(&s.id))
+                        .await
+                        .map_err(crate::engine::explain)?;
+                    replaced.extend(old.into_iter().map(|t| t.id));
                     engine
                         .update_service(&s.id, s.version, &spec)
                         .await
@@ -231,7 +240,7 @@ pub async fn up<E: SwarmEngine>(
             progress(Progress::Service(short.clone(), action));
             wave_ids.push((short.clone(), id, def.replicas));
         }
-        wait_healthy(engine, &wave_ids, &deadline, &mut progress).await?;
+        wait_healthy(engine, &wave_ids, &replaced, &deadline, &mut progress).await?;
     }
     Ok(())
 }
@@ -239,6 +248,7 @@ pub async fn up<E: SwarmEngine>(
 async fn wait_healthy<E: SwarmEngine>(
     engine: &E,
     wave: &[(String, String, u64)],
+    replaced: &BTreeSet<String>,
     deadline: &impl Fn(&str) -> Duration,
     progress: &mut impl FnMut(Progress),
 ) -> anyhow::Result<()> {
@@ -247,7 +257,8 @@ async fn wait_healthy<E: SwarmEngine>(
     loop {
         let nodes = node_map(engine).await?;
         let ids: Vec<String> = wave.iter().map(|(_, id, _)| id.clone()).collect();
-        let tasks = engine.tasks(&ids).await.map_err(crate::engine::explain)?;
+        let mut tasks = engine.tasks(&ids).await.map_err(crate::engine::explain)?;
+        tasks.retain(|t| !replaced.contains(&t.id));
         let mut late = Vec::new();
         for (short, id, replicas) in wave {
             if done.contains(short) {
@@ -321,9 +332,10 @@ fn task_line(t: &Task, nodes: &BTreeMap<String, Node>) -> String {
         if down { ", node down" } else { "" },
         t.desired
     );
+    // Swarm's message often repeats the state (`starting`): shown only when it adds to it.
     if let Some(e) = &t.error {
         s.push_str(&format!(": {e}"));
-    } else if !t.message.is_empty() {
+    } else if !t.message.is_empty() && t.message != t.state {
         s.push_str(&format!(": {}", t.message));
     }
     if let Some(c) = t.exit_code.filter(|c| *c != 0) {
@@ -541,6 +553,8 @@ pub async fn down<E: SwarmEngine>(
         let mut still = Vec::new();
         for n in pending {
             match engine.remove_overlay(&n).await {
+                // Accepted again while its tasks leave: counted once.
+                Ok(()) if r.networks.contains(&n) => {}
                 Ok(()) => r.networks.push(n),
                 Err(
                     EngineError::NetworkInUse(_)
