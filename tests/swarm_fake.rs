@@ -62,10 +62,8 @@ fn render(templates: Option<&Path>) -> (Settings, Stack) {
         relabel: false,
     })
     .unwrap();
-    let by_rel: BTreeMap<PathBuf, String> = files
-        .into_iter()
-        .map(|f| (f.rel, f.contents))
-        .collect();
+    let by_rel: BTreeMap<PathBuf, String> =
+        files.into_iter().map(|f| (f.rel, f.contents)).collect();
     let text = &by_rel[Path::new(&stack::stack_file_name(Arch::Amd64))];
     let vars = Vars::from_dotenv(&by_rel[Path::new(".env")], []);
     let stack = stack::parse(PROJECT, text, &vars, Path::new("/d"), |p| {
@@ -121,7 +119,10 @@ async fn up_creates_each_wave_only_once_its_dependencies_are_healthy() {
     let (s, stack) = render(None);
     let f = swarm(&stack);
     // Slow members make the ordering visible: the server waits for all three brokers.
-    f.behave("kafka3", TaskBehavior::HealthyAfter(Duration::from_secs(40)));
+    f.behave(
+        "kafka3",
+        TaskBehavior::HealthyAfter(Duration::from_secs(40)),
+    );
     f.behave("mysql", TaskBehavior::HealthyAfter(Duration::from_secs(25)));
     let deps: BTreeMap<String, Vec<String>> = stack
         .services
@@ -177,7 +178,8 @@ async fn up_creates_each_wave_only_once_its_dependencies_are_healthy() {
 async fn a_service_never_healthy_fails_at_its_deadline_naming_task_node_error_and_logs() {
     let (s, stack) = render(None);
     let f = swarm(&stack);
-    f.behave("kafka2", TaskBehavior::NeverHealthy);
+    // A JVM stopped by Swarm exits 143 (SIGTERM).
+    f.behave("kafka2", TaskBehavior::NeverHealthy { stop_exit: 143 });
     f.start_lines(
         "kafka2",
         &[
@@ -208,7 +210,9 @@ async fn a_service_never_healthy_fails_at_its_deadline_naming_task_node_error_an
         "the current task, its node and state, once: {m}"
     );
     assert!(
-        m.contains("    task 1 on `worker1`: failed (desired shutdown): dockerexec: unhealthy container"),
+        m.contains(
+            "    task 1 on `worker1`: failed (desired shutdown): task: non-zero exit (143)\n"
+        ),
         "{m}"
     );
     assert!(
@@ -251,10 +255,7 @@ async fn status_marks_the_tasks_of_a_down_node_and_names_the_degraded_services()
         "the members pinned to slot 3; the server and ucenter moved:\n{t}"
     );
     for m in ["kafka3", "sentinel3", "zookeeper3"] {
-        let line = t
-            .lines()
-            .find(|l| l.starts_with(&format!("{m} ")))
-            .unwrap();
+        let line = t.lines().find(|l| l.starts_with(&format!("{m} "))).unwrap();
         assert!(
             line.contains("0/1      degraded   1@worker2 (running, node down)"),
             "{line}"
@@ -347,7 +348,11 @@ async fn a_changed_config_updates_only_the_services_that_mount_it() {
         .collect();
     assert_eq!(
         updated,
-        BTreeSet::from(["zookeeper1".into(), "zookeeper2".into(), "zookeeper3".into()])
+        BTreeSet::from([
+            "zookeeper1".into(),
+            "zookeeper2".into(),
+            "zookeeper3".into()
+        ])
     );
     assert_eq!(
         mutations(&f),
@@ -364,7 +369,10 @@ async fn a_changed_config_updates_only_the_services_that_mount_it() {
     let services = f.services(PROJECT).await.unwrap();
     let ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
     let tasks = f.tasks(&ids).await.unwrap();
-    for s in services.iter().filter(|s| s.name.starts_with("demo_zookeeper")) {
+    for s in services
+        .iter()
+        .filter(|s| s.name.starts_with("demo_zookeeper"))
+    {
         let running: Vec<&str> = tasks
             .iter()
             .filter(|t| t.service_id == s.id && t.wants_running() && t.state == "running")
@@ -413,7 +421,9 @@ async fn down_removes_only_what_carries_the_projects_labels() {
     .unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
 
-    let removed = ops::down(&f, PROJECT, Duration::from_secs(90)).await.unwrap();
+    let removed = ops::down(&f, PROJECT, Duration::from_secs(90))
+        .await
+        .unwrap();
     let mut services = removed.services.clone();
     services.sort();
     let mut expected: Vec<String> = shorts(&stack)
@@ -458,7 +468,10 @@ async fn a_node_missing_its_slot_label_is_named() {
 
     let err = up(&f, &s, &stack).await.unwrap_err();
     let m = format!("{err:#}");
-    assert!(m.contains("`zookeeper2` did not become healthy in time"), "{m}");
+    assert!(
+        m.contains("`zookeeper2` did not become healthy in time"),
+        "{m}"
+    );
     assert!(
         m.contains("task 1 on `(unassigned)`: pending (desired running): no suitable node (scheduling constraints not satisfied on 3 nodes)"),
         "{m}"

@@ -17,10 +17,12 @@
 //!   first one `interval` after start, failures within `start_period` not counted), then
 //!   `running`; without one `running` at once. A task whose node lacks the image is
 //!   `rejected` (`No such image: …`); one that exits is `failed` (`task: non-zero exit
-//!   (N)`), or `complete` on 0; `retries` counted failed probes fail it with
-//!   `dockerexec: unhealthy container`. Every end is replaced in its slot after the restart
-//!   delay cdq's specs set ([`RESTART_DELAY`]), the old task kept with desired `shutdown`
-//!   (at most [`HISTORY`] per slot, as Swarm's task history);
+//!   (N)`), or `complete` (`finished`) on 0. After `retries` counted failed probes Swarm
+//!   stops the container, and the task ends by the code the process exits with: no error
+//!   says "unhealthy" (measured on Docker 20.10: the kit's redis ends `complete`). An ended
+//!   task is kept with desired `shutdown` (at most [`HISTORY`] per slot, as Swarm's task
+//!   history) and its replacement is created at once with desired `ready` (`prepared`),
+//!   released to `running` after the restart delay cdq's specs set ([`RESTART_DELAY`]);
 //! - a node taken down ([`FakeSwarm::node_down`]): its tasks keep their last state
 //!   (`running`, as a real manager shows it) with desired `shutdown`, replacements are queued
 //!   (pending when pinned to that node); back up ([`FakeSwarm::node_up`]) its old tasks are
@@ -35,8 +37,7 @@
 //!   task writes when it starts, scripted per service, plus [`FakeSwarm::push_log`]).
 //!
 //! What it does not: rolling updates one slot at a time (every slot is replaced together),
-//! the restart delay's new task visible as `ready` before the delay ends (the slot shows
-//! only the ended task until then), global services, the routing mesh, ports.
+//! global services, the routing mesh, ports, probe timeouts.
 //!
 //! Must not: be used outside tests, or grow behaviour a real manager does not have.
 
@@ -73,9 +74,10 @@ const NOT_MANAGER: &str = "This node is not a swarm manager. Use \"docker swarm 
 pub enum TaskBehavior {
     /// Probes fail until this long after start, then pass.
     HealthyAfter(Duration),
-    /// Every probe fails: the task fails after `retries` counted probes and is replaced,
-    /// again and again. Without a healthcheck it just runs.
-    NeverHealthy,
+    /// Every probe fails: after `retries` counted probes Swarm stops the container, whose
+    /// process exits with `stop_exit` (0 for redis on SIGTERM, 143 for a JVM), and starts
+    /// another, again and again. Without a healthcheck it just runs.
+    NeverHealthy { stop_exit: i64 },
     /// The container exits with this code this long after start.
     ExitAfter(Duration, i64),
 }
@@ -112,12 +114,6 @@ struct FakeService {
     task_spec: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Exit(i64),
-    Unhealthy,
-}
-
 struct FakeTask {
     t: Task,
     key: String,
@@ -127,7 +123,8 @@ struct FakeTask {
     /// When its container starts (set on assignment).
     starts_at: Option<Instant>,
     healthy_at: Option<Instant>,
-    ends_at: Option<(Instant, End)>,
+    /// When its container exits, and the code.
+    ends_at: Option<(Instant, i64)>,
     /// When it leaves the list (after a shutdown).
     gone_at: Option<Instant>,
 }
@@ -143,8 +140,8 @@ impl FakeTask {
 
 #[derive(Debug, Clone)]
 enum Timer {
-    /// A new task for (service, slot).
-    Restart(String, u64),
+    /// A replacement task (by id) may start: its desired state becomes `running`.
+    Release(String),
     /// The updater replaces the service's tasks.
     Update(String),
 }
@@ -265,7 +262,7 @@ impl FakeSwarm {
             }
         }
         for (s, slot) in restarts {
-            st.timers.push((now + RESTART_DELAY, Timer::Restart(s, slot)));
+            st.replace(&s, slot, now);
         }
     }
 
@@ -332,7 +329,7 @@ impl FakeSwarm {
                     && matches!(t.t.state.as_str(), "starting" | "running")
             })
             .unwrap_or_else(|| panic!("fake swarm: no started task {service}.{slot}"));
-        st.end(i, now, End::Exit(code));
+        st.end(i, now, code);
     }
 
     /// The engine leaves the swarm: every call fails as on a daemon that is not a manager.
@@ -471,11 +468,20 @@ fn parse_constraint(c: &str) -> std::result::Result<Constraint, EngineError> {
         return Err(bad_request(format!("invalid constraint: `{c}`")));
     };
     let key = key.trim();
-    let known = ["node.id", "node.hostname", "node.role", "node.platform.arch"];
+    let known = [
+        "node.id",
+        "node.hostname",
+        "node.role",
+        "node.platform.arch",
+    ];
     if !(known.contains(&key)
         || key == "node.platform.os"
-        || key.strip_prefix("node.labels.").is_some_and(|l| !l.is_empty())
-        || key.strip_prefix("engine.labels.").is_some_and(|l| !l.is_empty()))
+        || key
+            .strip_prefix("node.labels.")
+            .is_some_and(|l| !l.is_empty())
+        || key
+            .strip_prefix("engine.labels.")
+            .is_some_and(|l| !l.is_empty()))
     {
         return Err(bad_request(format!("invalid constraint key: `{key}`")));
     }
@@ -561,7 +567,9 @@ impl State {
                     continue;
                 }
                 match t.t.state.as_str() {
-                    "assigned" => t.starts_at.into_iter().for_each(|s| consider(s, i, false)),
+                    "assigned" | "ready" => {
+                        t.starts_at.into_iter().for_each(|s| consider(s, i, false));
+                    }
                     "starting" | "running" => {
                         if t.t.state == "starting"
                             && let Some(h) = t.healthy_at
@@ -599,15 +607,15 @@ impl State {
             return;
         }
         match t.t.state.as_str() {
-            "assigned" => self.start(i, at),
+            "assigned" | "ready" => self.start(i, at),
             "starting" if t.healthy_at.is_some_and(|h| h <= at) => {
                 let t = &mut self.tasks[i];
                 t.t.state = "running".into();
                 t.t.message = "started".into();
             }
             _ => {
-                let (_, end) = t.ends_at.expect("an end was due");
-                self.end(i, at, end);
+                let (_, code) = t.ends_at.expect("an end was due");
+                self.end(i, at, code);
             }
         }
     }
@@ -626,8 +634,7 @@ impl State {
             t.t.error = Some(format!("No such image: {image}"));
             t.t.desired = "shutdown".into();
             let (s, slot) = (t.t.service_id.clone(), t.t.slot);
-            self.timers
-                .push((at + RESTART_DELAY, Timer::Restart(s, slot)));
+            self.replace(&s, slot, at);
             return;
         }
         let behavior = self
@@ -649,7 +656,7 @@ impl State {
             t.t.state = "running".into();
             t.t.message = "started".into();
             if let TaskBehavior::ExitAfter(d, code) = behavior {
-                t.ends_at = Some((at + d, End::Exit(code)));
+                t.ends_at = Some((at + d, code));
             }
             return;
         };
@@ -667,59 +674,67 @@ impl State {
         };
         // Probe k runs at k * interval after start (k >= 1).
         let probe = |k: u64| at + interval * u32::try_from(k).unwrap_or(u32::MAX);
-        let first_at_or_after = |d: Duration| -> u64 {
-            (d.as_nanos().div_ceil(interval.as_nanos()) as u64).max(1)
-        };
+        let first_at_or_after =
+            |d: Duration| -> u64 { (d.as_nanos().div_ceil(interval.as_nanos()) as u64).max(1) };
         match behavior {
             TaskBehavior::HealthyAfter(d) => t.healthy_at = Some(probe(first_at_or_after(d))),
-            TaskBehavior::NeverHealthy => {
+            TaskBehavior::NeverHealthy { stop_exit } => {
                 let first_counted = first_at_or_after(h.start_period);
-                t.ends_at = Some((probe(first_counted + retries - 1), End::Unhealthy));
+                t.ends_at = Some((probe(first_counted + retries - 1), stop_exit));
             }
-            TaskBehavior::ExitAfter(d, code) => t.ends_at = Some((at + d, End::Exit(code))),
+            TaskBehavior::ExitAfter(d, code) => t.ends_at = Some((at + d, code)),
         }
     }
 
-    /// The task's container ended at `at`: the task's final state, and its replacement.
-    fn end(&mut self, i: usize, at: Instant, end: End) {
+    /// The task's container exited with `code` at `at`: the task's final state, and its
+    /// replacement.
+    fn end(&mut self, i: usize, at: Instant, code: i64) {
         let t = &mut self.tasks[i];
         t.t.desired = "shutdown".into();
         t.ends_at = None;
         t.healthy_at = None;
-        match end {
-            End::Exit(0) => {
-                t.t.state = "complete".into();
-                t.t.message = "finished".into();
-                t.t.exit_code = Some(0);
-            }
-            End::Exit(code) => {
-                t.t.state = "failed".into();
-                t.t.message = "started".into();
-                t.t.error = Some(format!("task: non-zero exit ({code})"));
-                t.t.exit_code = Some(code);
-            }
-            End::Unhealthy => {
-                t.t.state = "failed".into();
-                t.t.message = "started".into();
-                t.t.error = Some("dockerexec: unhealthy container".into());
-            }
+        t.t.exit_code = Some(code);
+        if code == 0 {
+            t.t.state = "complete".into();
+            t.t.message = "finished".into();
+        } else {
+            t.t.state = "failed".into();
+            t.t.message = "started".into();
+            t.t.error = Some(format!("task: non-zero exit ({code})"));
         }
         let (s, slot) = (t.t.service_id.clone(), t.t.slot);
-        self.timers
-            .push((at + RESTART_DELAY, Timer::Restart(s, slot)));
+        self.replace(&s, slot, at);
+    }
+
+    /// The restart policy: a new task in the slot at once, desired `ready`, released to
+    /// `running` after the delay.
+    fn replace(&mut self, service_id: &str, slot: u64, at: Instant) {
+        let Some(s) = self.services.iter().find(|s| s.svc.id == service_id) else {
+            return;
+        };
+        let busy = self.tasks.iter().any(|t| {
+            t.t.service_id == service_id
+                && t.t.slot == slot
+                && matches!(t.t.desired.as_str(), "running" | "ready")
+        });
+        if slot > s.svc.replicas || busy {
+            return;
+        }
+        let id = self.new_task(service_id, slot, "ready", at);
+        self.timers.push((at + RESTART_DELAY, Timer::Release(id)));
     }
 
     fn fire(&mut self, timer: Timer, at: Instant) {
         match timer {
-            Timer::Restart(service_id, slot) => {
-                let Some(s) = self.services.iter().find(|s| s.svc.id == service_id) else {
+            Timer::Release(task_id) => {
+                let Some(t) = self.tasks.iter_mut().find(|t| t.t.id == task_id) else {
                     return;
                 };
-                let busy = self.tasks.iter().any(|t| {
-                    t.t.service_id == service_id && t.t.slot == slot && t.t.wants_running()
-                });
-                if slot <= s.svc.replicas && !busy {
-                    self.new_task(&service_id, slot, at);
+                if t.t.desired == "ready" {
+                    t.t.desired = "running".into();
+                    if t.t.state == "ready" {
+                        t.starts_at = Some(at);
+                    }
                 }
             }
             Timer::Update(service_id) => {
@@ -728,7 +743,8 @@ impl State {
                 };
                 let replicas = s.svc.replicas;
                 for t in &mut self.tasks {
-                    if t.t.service_id == service_id && t.t.wants_running() {
+                    let live = matches!(t.t.desired.as_str(), "running" | "ready");
+                    if t.t.service_id == service_id && live {
                         t.t.desired = "shutdown".into();
                         if !t.terminal() {
                             t.t.state = "shutdown".into();
@@ -739,14 +755,15 @@ impl State {
                     }
                 }
                 for slot in 1..=replicas {
-                    self.new_task(&service_id, slot, at);
+                    self.new_task(&service_id, slot, "running", at);
                 }
             }
         }
     }
 
-    /// A new task of the service in `slot`, placed now if a node can take it.
-    fn new_task(&mut self, service_id: &str, slot: u64, at: Instant) {
+    /// A new task of the service in `slot` with that desired state, placed now if a node
+    /// can take it; returns its id.
+    fn new_task(&mut self, service_id: &str, slot: u64, desired: &str, at: Instant) -> String {
         let id = self.next_id("task");
         let s = self
             .services
@@ -755,11 +772,11 @@ impl State {
             .expect("a live service");
         self.tasks.push(FakeTask {
             t: Task {
-                id,
+                id: id.clone(),
                 service_id: service_id.to_string(),
                 slot,
                 node_id: String::new(),
-                desired: "running".into(),
+                desired: desired.into(),
                 state: "pending".into(),
                 message: "pending task scheduling".into(),
                 error: None,
@@ -776,6 +793,7 @@ impl State {
         });
         self.prune_history(service_id, slot);
         self.schedule_pending(at);
+        id
     }
 
     fn prune_history(&mut self, service_id: &str, slot: u64) {
@@ -797,7 +815,7 @@ impl State {
     fn schedule_pending(&mut self, at: Instant) {
         for i in 0..self.tasks.len() {
             let t = &self.tasks[i];
-            if t.t.state != "pending" || !t.t.wants_running() {
+            if t.t.state != "pending" || !matches!(t.t.desired.as_str(), "running" | "ready") {
                 continue;
             }
             let Some(s) = self.services.iter().find(|s| s.svc.id == t.t.service_id) else {
@@ -834,6 +852,13 @@ impl State {
             }
             let t = &mut self.tasks[i];
             match best {
+                // A replacement waiting out the restart delay is prepared, not started.
+                Some((_, _, ni)) if t.t.desired == "ready" => {
+                    t.t.node_id = self.nodes[ni].node.id.clone();
+                    t.t.state = "ready".into();
+                    t.t.message = "prepared".into();
+                    t.t.error = None;
+                }
                 Some((_, _, ni)) => {
                     t.t.node_id = self.nodes[ni].node.id.clone();
                     t.t.state = "assigned".into();
@@ -850,7 +875,10 @@ impl State {
                         ));
                     }
                     if unavailable > 0 {
-                        why.push(format!("{} not available for new tasks", plural(unavailable)));
+                        why.push(format!(
+                            "{} not available for new tasks",
+                            plural(unavailable)
+                        ));
                     }
                     t.t.error = Some(format!("no suitable node ({})", why.join("; ")));
                 }
@@ -861,7 +889,12 @@ impl State {
     /// Deletes the networks whose removal was accepted once no task is on them.
     fn drop_removed_networks(&mut self, network: &str) {
         let used = self.tasks.iter().any(|t| t.network == network);
-        if !used && self.networks.get(network).is_some_and(|(_, removed)| *removed) {
+        if !used
+            && self
+                .networks
+                .get(network)
+                .is_some_and(|(_, removed)| *removed)
+        {
             self.networks.remove(network);
         }
     }
@@ -942,7 +975,7 @@ impl SwarmEngine for FakeSwarm {
         });
         let now = Instant::now();
         for slot in 1..=spec.def.replicas {
-            st.new_task(&id, slot, now);
+            st.new_task(&id, slot, "running", now);
         }
         Ok(id)
     }
@@ -1017,7 +1050,11 @@ impl SwarmEngine for FakeSwarm {
     async fn create_object(&self, o: &Object, labels: &BTreeMap<String, String>) -> Result<String> {
         let mut st = self.call(SwarmOp::CreateObject)?;
         st.calls.push(format!("create_object {}", o.name));
-        if st.objects.values().any(|x| x.name == o.name && x.secret == o.secret) {
+        if st
+            .objects
+            .values()
+            .any(|x| x.name == o.name && x.secret == o.secret)
+        {
             let kind = if o.secret { "secret" } else { "config" };
             return Err(EngineError::Conflict(format!(
                 "rpc error: code = AlreadyExists desc = {kind} {} already exists",
@@ -1043,7 +1080,11 @@ impl SwarmEngine for FakeSwarm {
         };
         let name = o.name.clone();
         st.calls.push(format!("remove_object {name}"));
-        if let Some(user) = st.services.iter().find(|s| s.object_ids.get(&name) == Some(&id.to_string())) {
+        if let Some(user) = st
+            .services
+            .iter()
+            .find(|s| s.object_ids.get(&name) == Some(&id.to_string()))
+        {
             let kind = if secret { "secret" } else { "config" };
             return Err(bad_request(format!(
                 "{kind} '{name}' is in use by the following service: {}",
@@ -1098,7 +1139,9 @@ impl SwarmEngine for FakeSwarm {
             return Err(EngineError::NotFound(id.to_string()));
         }
         let lines = st.logs.get(id).cloned().unwrap_or_default();
-        let skip = lines.len().saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
+        let skip = lines
+            .len()
+            .saturating_sub(usize::try_from(tail).unwrap_or(usize::MAX));
         Ok(lines[skip..].to_vec())
     }
 }
@@ -1133,7 +1176,10 @@ mod tests {
         assert!(m("node.labels.cdq.slot != 1"));
         assert!(!m("node.labels.other == 2"), "a missing label never equals");
         assert!(m("node.labels.other != 2"));
-        assert!(m("node.hostname == worker1"), "values compare case-insensitively");
+        assert!(
+            m("node.hostname == worker1"),
+            "values compare case-insensitively"
+        );
         assert!(m("node.role == worker"));
         assert!(m("node.platform.arch == x86_64"));
         assert!(parse_constraint("node.labels.cdq.slot = 2").is_err());

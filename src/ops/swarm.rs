@@ -338,7 +338,14 @@ fn task_line(t: &Task, nodes: &BTreeMap<String, Node>) -> String {
     } else if !t.message.is_empty() && t.message != t.state {
         s.push_str(&format!(": {}", t.message));
     }
-    if let Some(c) = t.exit_code.filter(|c| *c != 0) {
+    // Swarm's error for an exit already names the code (`task: non-zero exit (143)`).
+    if let Some(c) = t.exit_code.filter(|c| {
+        *c != 0
+            && !t
+                .error
+                .as_ref()
+                .is_some_and(|e| e.contains(&format!("({c})")))
+    }) {
         s.push_str(&format!(" (exit {c})"));
     }
     s
