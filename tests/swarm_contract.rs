@@ -508,7 +508,7 @@ async fn exit_code<E: SwarmEngine>(ctx: Ctx<E>) {
         next.desired, "ready",
         "waiting out the restart delay: {next:?}"
     );
-        // Released after the delay: it runs (and exits 3 again, so it may already be over).
+    // Released after the delay: it runs (and exits 3 again, so it may already be over).
     until("the replacement released", || async {
         ctx.tasks_of(&id)
             .await

@@ -17,6 +17,7 @@ use cdq::engine::{LABEL_PROJECT, LABEL_SERVICE};
 use cdq::error::{CdqError, Kind};
 use cdq::interpolate::Vars;
 use cdq::ops::swarm::{self as ops, Action, Progress};
+use cdq::ops::swarm_plan;
 use cdq::render::Input;
 use cdq::secrets::Secrets;
 use cdq::services::Arch;
@@ -315,16 +316,7 @@ async fn a_changed_config_updates_only_the_services_that_mount_it() {
     up(&f, &s, &stack).await.unwrap();
     let old_tasks = task_ids(&f).await;
 
-    let templates = tempfile::tempdir().unwrap();
-    let zoo = Assets::new(None)
-        .read("templates", "swarm/zoo.cfg.j2")
-        .unwrap();
-    std::fs::create_dir_all(templates.path().join("templates/swarm")).unwrap();
-    std::fs::write(
-        templates.path().join("templates/swarm/zoo.cfg.j2"),
-        format!("{zoo}maxClientCnxns=200\n"),
-    )
-    .unwrap();
+    let templates = zoo_override();
     let (s2, changed) = render(Some(templates.path()));
     let new_objects: Vec<&Object> = changed
         .objects
@@ -385,6 +377,63 @@ async fn a_changed_config_updates_only_the_services_that_mount_it() {
             s.name
         );
     }
+}
+
+/// A `--templates` directory whose `zoo.cfg` has one more line than the embedded one.
+fn zoo_override() -> tempfile::TempDir {
+    let templates = tempfile::tempdir().unwrap();
+    let zoo = Assets::new(None)
+        .read("templates", "swarm/zoo.cfg.j2")
+        .unwrap();
+    std::fs::create_dir_all(templates.path().join("templates/swarm")).unwrap();
+    std::fs::write(
+        templates.path().join("templates/swarm/zoo.cfg.j2"),
+        format!("{zoo}maxClientCnxns=200\n"),
+    )
+    .unwrap();
+    templates
+}
+
+/// `--dry-run`'s plan is what `up` then does: on an empty swarm, after a changed config,
+/// and when nothing changed (the objects it creates, and each service's action).
+#[tokio::test(start_paused = true)]
+async fn the_dry_run_plan_is_what_up_then_does() {
+    let (s, stack) = render(None);
+    let f = swarm(&stack);
+    let templates = zoo_override();
+    let (s2, changed) = render(Some(templates.path()));
+    for (round, (settings, st)) in [(&s, &stack), (&s2, &changed)].into_iter().enumerate() {
+        let plan = swarm_plan::observe(&f, st).await.unwrap();
+        assert_eq!(plan.create_network, round == 0, "{plan}");
+        if round == 1 {
+            let text = plan.to_string();
+            assert!(
+                text.starts_with("plan for `demo` on the swarm:\n  create config `demo_zoo-cfg_"),
+                "{text}"
+            );
+            assert!(
+                text.contains("update zookeeper1, update zookeeper2, update zookeeper3"),
+                "{text}"
+            );
+            assert!(text.contains("mysql unchanged"), "{text}");
+        }
+        f.clear_calls();
+        let actions = up(&f, settings, st).await.unwrap();
+        let planned: Vec<(String, Action)> = plan.waves.iter().flatten().cloned().collect();
+        assert_eq!(planned, actions, "{plan}");
+        let created: Vec<String> = f
+            .calls()
+            .iter()
+            .filter_map(|c| c.strip_prefix("create_object ").map(str::to_string))
+            .collect();
+        let planned_objects: Vec<String> = plan.objects.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(created, planned_objects, "{plan}");
+    }
+    let plan = swarm_plan::observe(&f, &changed).await.unwrap();
+    assert_eq!(
+        plan.to_string(),
+        "plan for `demo` on the swarm: nothing to change (17 services current)\n"
+    );
 }
 
 /// `down` removes the services, the network and the configs and secrets carrying the

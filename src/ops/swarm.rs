@@ -128,6 +128,18 @@ pub enum Action {
     Unchanged,
 }
 
+/// What `up` does to a service the manager has as `existing` (by name), whose rendered
+/// definition hashes to `hash`; `swarm_plan` shows the same decision for `--dry-run`.
+pub fn action(existing: Option<&SwarmService>, hash: &str) -> Action {
+    match existing {
+        None => Action::Created,
+        Some(s) if s.labels.get(LABEL_CONFIG_HASH).map(String::as_str) == Some(hash) => {
+            Action::Unchanged
+        }
+        Some(_) => Action::Updated,
+    }
+}
+
 /// Progress of `up`, for the command layer to show.
 #[derive(Debug, Clone)]
 pub enum Progress {
@@ -211,18 +223,16 @@ pub async fn up<E: SwarmEngine>(
                 network: stack.network.clone(),
                 object_ids: &ids,
             };
-            let (id, action) = match existing.get(&name) {
-                None => (
+            let (id, action) = match (existing.get(&name), action(existing.get(&name), &hash)) {
+                (None, _) => (
                     engine
                         .create_service(&spec)
                         .await
                         .map_err(crate::engine::explain)?,
                     Action::Created,
                 ),
-                Some(s) if s.labels.get(LABEL_CONFIG_HASH) == Some(&hash) => {
-                    (s.id.clone(), Action::Unchanged)
-                }
-                Some(s) => {
+                (Some(s), Action::Unchanged) => (s.id.clone(), Action::Unchanged),
+                (Some(s), _) => {
                     // Swarm replaces the tasks after the update returns: the ones running
                     // now run the old spec and must not count as the new one healthy.
                     let old = engine
