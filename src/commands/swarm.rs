@@ -4,7 +4,9 @@
 //!
 //! Must not: reach a single-host container, or change the swarm's nodes.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::Command;
@@ -15,6 +17,7 @@ use crate::error::{CdqError, Kind};
 use crate::interpolate::Vars;
 use crate::kit::{self, SecretsMode};
 use crate::ops::swarm::{self as ops, Action, Progress};
+use crate::ops::swarm_plan;
 use crate::secrets::Scrubber;
 use crate::settings::{Cluster, Settings};
 use crate::swarm::stack::{self, Stack};
@@ -39,14 +42,14 @@ pub fn dispatch(command: &Command, settings: &Settings, ui: &Ui) -> Option<anyho
             bundle,
             ..
         } => {
-            if *dry_run {
-                return unsupported("--dry-run");
-            }
             if compose.is_some() {
                 return unsupported("--compose");
             }
             if bundle.is_some() {
                 return unsupported("--bundle");
+            }
+            if *dry_run {
+                return Some(plan_up(settings.clone(), ui, target.ip));
             }
             Some(up(settings.clone(), ui, target.ip))
         }
@@ -170,6 +173,47 @@ fn up(settings: Settings, ui: &Ui, ip: Option<IpAddr>) -> anyhow::Result<i32> {
             stack.services.len(),
             started.elapsed().as_secs_f64()
         ));
+        Ok(0)
+    })
+}
+
+/// `up --dry-run`: renders in memory (nothing written, no secrets file created), checks the
+/// nodes, and prints what `up` would create, update or leave (`ops::swarm_plan`).
+fn plan_up(settings: Settings, ui: &Ui, ip: Option<IpAddr>) -> anyhow::Result<i32> {
+    let ctx = super::rendering_context(settings, ui, ip)?;
+    let (r, _) = kit::render(&ctx, SecretsMode::ReadOnly)?;
+    let dir = &ctx.settings.deploy_dir;
+    let files: BTreeMap<PathBuf, Vec<u8>> = r
+        .files
+        .iter()
+        .map(|f| (dir.join(&f.rel), f.contents.as_bytes().to_vec()))
+        .collect();
+    let text = |rel: &str| {
+        String::from_utf8_lossy(files.get(&dir.join(rel)).map_or(&[][..], Vec::as_slice))
+            .into_owned()
+    };
+    let vars = Vars::from_dotenv(&text(".env"), std::env::vars());
+    let stack = stack::parse(
+        &ctx.settings.project,
+        &text(&stack::stack_file_name(ctx.arch)),
+        &vars,
+        dir,
+        |p| {
+            files.get(p).cloned().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the stack file names `{}`, which the kit did not render",
+                    p.display()
+                )
+            })
+        },
+    )?;
+    super::runtime()?.block_on(async {
+        let engine = super::connect().await?;
+        check(&engine, &ctx).await?;
+        let plan = swarm_plan::observe(&engine, &stack)
+            .await
+            .map_err(|e| anyhow::Error::new(explain(e)))?;
+        ui.out(plan.to_string());
         Ok(0)
     })
 }

@@ -13,5 +13,6 @@ pub mod owner;
 pub mod restore;
 pub mod status;
 pub mod swarm;
+pub mod swarm_plan;
 pub mod transfer;
 pub mod up;
