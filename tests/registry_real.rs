@@ -352,12 +352,113 @@ fn missing_tag_missing_arch_and_unreachable_host() {
     assert_eq!(s3.labelled(), Vec::<String>::new());
 }
 
-/// Issue 13's bundle must-show: a multi-arch tag (amd64 and arm64 kit images, assembled with
-/// buildah), `cdq bundle save --arch arm64` on this amd64 host pulls the arm64 variant and
-/// bundles it; `cdq bundle load` restores the same image; `cdq up` on this host then pulls
-/// the amd64 variant of the same tag and reaches healthy.
+/// A local tag the test made (an official-style name no one else uses), removed on drop.
+struct LocalTag(String);
+
+impl Drop for LocalTag {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", &self.0]);
+    }
+}
+
+/// A `DOCKER_CONFIG` whose `credsStore` is `cdqtest`, and a `docker-credential-cdqtest` on
+/// the returned PATH: a real helper program speaking the documented protocol (`get`, the
+/// server on stdin, `{"ServerURL","Username","Secret"}` on stdout, "credentials not found"
+/// and exit 1 for a server it does not know). It logs each server it was asked about.
+struct Helper {
+    dir: tempfile::TempDir,
+}
+
+impl Helper {
+    fn new() -> Helper {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("cdq-credhelper-")
+            .tempdir()
+            .unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let log = dir.path().join("asked.log");
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r server\necho \"$server\" >> {log}\ncase \"$server\" in\n  127.0.0.1:*) printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}\\n' \"$server\" ;;\n  *) echo 'credentials not found in native keychain'; exit 1 ;;\nesac\n",
+            log = log.display()
+        );
+        let helper = bin.join("docker-credential-cdqtest");
+        std::fs::write(&helper, script).unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.path().join("docker")).unwrap();
+        std::fs::write(
+            dir.path().join("docker/config.json"),
+            "{\"credsStore\":\"cdqtest\"}",
+        )
+        .unwrap();
+        Helper { dir }
+    }
+
+    fn config(&self) -> String {
+        self.dir.path().join("docker").display().to_string()
+    }
+
+    fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// The servers the helper was asked about, in order.
+    fn asked(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("asked.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Two bundles of one official-style name, `redis:<tag>`: the kit's amd64 image in one, its
+/// arm64 image in the other (as a customer carries the official set for both), saved by cdq.
+/// The name is left on the amd64 image, as on an amd64 office machine.
+fn two_bundles(dir: &Path, tag: &str) -> (PathBuf, PathBuf, LocalTag) {
+    let name = format!("redis:{tag}");
+    let local = LocalTag(name.clone());
+    let plain = Sandbox::new("cdqt", "regbundles");
+    std::fs::create_dir(plain.dir()).unwrap();
+    let plain = plain.flags(&["--images", "official"]);
+    plain.write_config(&format!(
+        "services: [redis]\nversions: {{ redis: {tag} }}\n"
+    ));
+    let mut files = vec![];
+    for arch in ["amd64", "arm64"] {
+        let _ = docker(&["rmi", &name]);
+        docker_ok(&["tag", &format!("cdq-local/redis:2-{arch}"), &name]);
+        let file = dir.join(format!("{arch}.cdqb"));
+        let save = plain.cdq(&[
+            "bundle",
+            "save",
+            "--arch",
+            arch,
+            "-o",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(save.code, Some(0), "{save}");
+        files.push(file);
+    }
+    let _ = docker(&["rmi", &name]);
+    docker_ok(&["tag", "cdq-local/redis:2-amd64", &name]);
+    (files[0].clone(), files[1].clone(), local)
+}
+
+/// Issue 13 item 5: `cdq push --bundle amd64.cdqb --bundle arm64.cdqb` of one official-style
+/// name publishes one tag holding both architectures, with credentials from a real
+/// `credsStore` helper for the daemon's pushes, cdq's list PUT and the pulls after. A real
+/// client (`docker manifest inspect`, and buildah) reads a list with linux/amd64 and
+/// linux/arm64; `docker pull --platform linux/arm64` and `cdq bundle save --arch arm64` get
+/// the arm64 image with the pushed id, `cdq bundle load` restores it, and `cdq up` on this
+/// amd64 host pulls the amd64 one and reaches healthy. The local name ends where it was.
 #[test]
-fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
+fn push_of_two_bundles_publishes_one_multi_arch_tag() {
     assert_eq!(
         std::env::consts::ARCH,
         "x86_64",
@@ -366,58 +467,108 @@ fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
     common::ensure_arm64_kit(&["redis"]);
     let reg = Registry::start();
     let host = reg.host();
-    let tag = format!("{host}/cdqt/redis:7.2.11");
-    for arch in ["amd64", "arm64"] {
-        let one = format!("{tag}-{arch}");
-        assert_eq!(
-            reg.docker(&["tag", &format!("cdq-local/redis:2-{arch}"), &one])
-                .code,
-            Some(0)
-        );
-        let p = reg.docker(&["push", &one]);
-        assert_eq!(p.code, Some(0), "{p}");
-    }
-    reg.untag_all();
-    // buildah assembles the list from the two pushed manifests (cdq push pushes one
-    // architecture per run).
-    let list = format!("cdqt-list-{}", reg.port);
-    let creds = format!("{USER}:{PASSWORD}");
-    let buildah = |args: &[&str]| {
-        let mut c = Command::new("buildah");
-        c.env("BUILDAH_ISOLATION", "chroot").args(args);
-        run(&mut c)
-    };
-    assert_eq!(buildah(&["manifest", "create", &list]).code, Some(0));
-    for arch in ["amd64", "arm64"] {
-        let o = buildah(&[
-            "manifest",
-            "add",
-            "--creds",
-            &creds,
-            "--tls-verify=false",
-            &list,
-            &format!("docker://{tag}-{arch}"),
-        ]);
-        assert_eq!(o.code, Some(0), "{o}");
-    }
-    let o = buildah(&[
-        "manifest",
-        "push",
-        "--all",
-        "--creds",
-        &creds,
-        "--tls-verify=false",
-        &list,
-        &format!("docker://{tag}"),
-    ]);
-    let _ = buildah(&["manifest", "rm", &list]);
-    assert_eq!(o.code, Some(0), "{o}");
+    let tag = format!("cdqt-{}", reg.port);
+    let amd = image_id("cdq-local/redis:2-amd64").unwrap();
+    let arm = image_id("cdq-local/redis:2-arm64").unwrap();
+    let (amd_file, arm_file, _local) = two_bundles(reg.root.path(), &tag);
 
-    let s = reg.sandbox("regbundle").flags(&["--images", "official"]);
+    let helper = Helper::new();
+    let prefix = format!("{host}/cd");
+    let s = reg
+        .sandbox("regmulti")
+        .env("DOCKER_CONFIG", &helper.config())
+        .env("PATH", &helper.path())
+        .flags(&["--images", "official", "--registry", &prefix]);
     s.write_config(&format!(
-        "services: [redis]\nimage_refs: {{ redis: {tag} }}\n"
+        "services: [redis]\nversions: {{ redis: {tag} }}\n"
     ));
-    let bundle = s.root().join("arm64.bundle");
+    let push = s.cdq(&[
+        "push",
+        "--bundle",
+        amd_file.to_str().unwrap(),
+        "--bundle",
+        arm_file.to_str().unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    assert_eq!(push.code, Some(0), "{push}");
+    let target = format!("{prefix}/library/redis:{tag}");
+    assert!(
+        push.stderr
+            .contains(&format!("pushed 1 arm64 images to `{prefix}`\n")),
+        "{push}"
+    );
+    assert!(
+        push.stderr
+            .contains(&format!("pushed 1 amd64 images to `{prefix}`\n")),
+        "{push}"
+    );
+    assert!(
+        push.stderr.contains(&format!(
+            "published `{target}` for arm64 and amd64 (sha256:"
+        )),
+        "{push}"
+    );
+    assert!(!push.stderr.contains(PASSWORD) && !push.stdout.contains(PASSWORD));
+    assert!(
+        helper.asked().iter().filter(|h| **h == host).count() >= 3,
+        "the helper gave the credentials for both pushes and the list: {:?}",
+        helper.asked()
+    );
+    assert_eq!(
+        image_id(&format!("redis:{tag}")),
+        Some(amd.clone()),
+        "the name is back on the image it named before the arm64 bundle was loaded"
+    );
+
+    // A real client reads one list with both platforms.
+    let inspect = reg.docker(&["manifest", "inspect", "--insecure", &target]);
+    assert_eq!(inspect.code, Some(0), "{inspect}");
+    let list: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    let platforms: Vec<String> = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    let buildah = run(Command::new("buildah").args([
+        "manifest",
+        "inspect",
+        "--tls-verify=false",
+        "--authfile",
+        reg.docker_config().join("config.json").to_str().unwrap(),
+        &format!("docker://{target}"),
+    ]));
+    assert_eq!(buildah.code, Some(0), "{buildah}");
+    assert!(
+        buildah.stdout.contains("\"architecture\": \"arm64\""),
+        "{buildah}"
+    );
+
+    // The arm64 variant, by the docker CLI.
+    reg.untag_all();
+    let pull = reg.docker(&["pull", "--platform", "linux/arm64", &target]);
+    assert_eq!(pull.code, Some(0), "{pull}");
+    assert_eq!(
+        image_id(&target),
+        Some(arm.clone()),
+        "the pushed arm64 image"
+    );
+    reg.untag_all();
+
+    // ... and by cdq, into a bundle; loaded back, it is the same image.
+    let bundle = s.root().join("from-registry-arm64.cdqb");
     let save = s.cdq(&[
         "bundle",
         "save",
@@ -431,14 +582,7 @@ fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
         save.stderr.contains("pulled 1 arm64 images for the bundle"),
         "{save}"
     );
-    assert!(save.stderr.contains("saved 1 arm64 images"), "{save}");
-    let arm = image_id("cdq-local/redis:2-arm64").unwrap();
-    assert_eq!(
-        image_id(&tag),
-        Some(arm.clone()),
-        "the arm64 variant was pulled"
-    );
-
+    assert_eq!(image_id(&target), Some(arm.clone()));
     reg.untag_all();
     let load = s.cdq(&[
         "bundle",
@@ -449,13 +593,12 @@ fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
     ]);
     assert_eq!(load.code, Some(0), "{load}");
     assert_eq!(
-        image_id(&tag),
+        image_id(&target),
         Some(arm),
         "the load restored the same image"
     );
 
-    // The same tag deployed on this amd64 host: the arm64 copy under the tag is not what
-    // the target needs, so `up` pulls the amd64 variant and reaches healthy on it.
+    // The same tag deployed on this amd64 host: `up` pulls the amd64 variant.
     let up = s.cdq(&[
         "up",
         "--ip",
@@ -467,9 +610,166 @@ fn bundle_save_for_arm64_pulls_the_variant_of_a_multi_arch_tag() {
     ]);
     assert_eq!(up.code, Some(0), "{up}");
     assert!(up.stderr.contains("pulling 1 image for amd64"), "{up}");
-    assert_eq!(image_id(&tag), image_id("cdq-local/redis:2-amd64"));
+    assert_eq!(image_id(&target), Some(amd));
+    assert!(!up.stderr.contains(PASSWORD) && !up.stdout.contains(PASSWORD));
 }
 
+/// `cdq push --bundle FILE` of one architecture: the bundle is loaded, its images pushed
+/// under their own names (no suffix, no list), and the name the load moved is put back.
+#[test]
+fn push_of_one_bundle_pushes_its_architecture_under_the_name() {
+    common::ensure_arm64_kit(&["redis"]);
+    let reg = Registry::start();
+    let tag = format!("cdqt-{}", reg.port);
+    let amd = image_id("cdq-local/redis:2-amd64").unwrap();
+    let arm = image_id("cdq-local/redis:2-arm64").unwrap();
+    let (_, arm_file, _local) = two_bundles(reg.root.path(), &tag);
+    let prefix = format!("{}/one", reg.host());
+    let s = reg
+        .sandbox("regonebundle")
+        .flags(&["--images", "official", "--registry", &prefix]);
+    s.write_config(&format!(
+        "services: [redis]\nversions: {{ redis: {tag} }}\n"
+    ));
+    let push = s.cdq(&[
+        "push",
+        "--bundle",
+        arm_file.to_str().unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    assert_eq!(push.code, Some(0), "{push}");
+    assert!(
+        push.stderr.contains(&format!("  loaded   redis:{tag}")),
+        "the bundle was loaded: {push}"
+    );
+    assert!(
+        push.stderr
+            .contains(&format!("pushed 1 arm64 images to `{prefix}`\n")),
+        "{push}"
+    );
+    assert!(!push.stderr.contains("published"), "{push}");
+    assert_eq!(image_id(&format!("redis:{tag}")), Some(amd));
+    let target = format!("{prefix}/library/redis:{tag}");
+    let inspect = reg.docker(&["manifest", "inspect", "--insecure", &target]);
+    assert_eq!(inspect.code, Some(0), "{inspect}");
+    assert!(
+        inspect
+            .stdout
+            .contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "a single image, not a list: {inspect}"
+    );
+    reg.untag_all();
+    let pull = reg.docker(&["pull", &target]);
+    assert_eq!(pull.code, Some(0), "{pull}");
+    assert_eq!(image_id(&target), Some(arm));
+}
+
+/// A proxy to `upstream` that answers every PUT of a manifest list with 403 DENIED (as
+/// Harbor does for an account without push rights or an immutable tag) and passes the rest.
+fn denying_proxy(upstream: u16) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let mut c_deny = client.try_clone().unwrap();
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = s_in.read(&mut buf) {
+                        if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_out.shutdown(Shutdown::Write);
+                });
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                    if text.starts_with("put /v2/") && text.contains("manifest.list.v2+json") {
+                        let body = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+                        let _ = write!(
+                            c_deny,
+                            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = c_deny.shutdown(Shutdown::Both);
+                        let _ = s_out.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    if s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_out.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// The registry refuses the list (403) after both pushes went through: exit 7, the message
+/// names the registry and the tag, the registry's words are the cause, the hint the fix;
+/// the password is not printed.
+#[test]
+fn a_refused_list_names_the_registry_and_the_fix() {
+    common::ensure_arm64_kit(&["redis"]);
+    let reg = Registry::start();
+    let proxy = denying_proxy(reg.port);
+    let tag = format!("cdqt-{}", reg.port);
+    let (amd_file, arm_file, _local) = two_bundles(reg.root.path(), &tag);
+    let via = format!("127.0.0.1:{proxy}");
+    let helper = Helper::new();
+    let s = reg
+        .sandbox("regdenied")
+        .env("DOCKER_CONFIG", &helper.config())
+        .env("PATH", &helper.path())
+        .flags(&["--images", "official", "--registry", &format!("{via}/cd")]);
+    s.write_config(&format!(
+        "services: [redis]\nversions: {{ redis: {tag} }}\n"
+    ));
+    let push = s.cdq(&[
+        "push",
+        "--bundle",
+        amd_file.to_str().unwrap(),
+        "--bundle",
+        arm_file.to_str().unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    for t in [
+        format!("{via}/cd/library/redis:{tag}-amd64"),
+        format!("{via}/cd/library/redis:{tag}-arm64"),
+    ] {
+        let _ = docker(&["rmi", &t]);
+    }
+    assert_eq!(push.code, Some(7), "{push}");
+    let target = format!("{via}/cd/library/redis:{tag}");
+    assert!(
+        push.stderr.contains(&format!(
+            "error: the registry `{via}` refused the multi-arch tag `{target}` (403: not allowed)\ncaused by: HTTP 403: DENIED: requested access to the resource is denied\n"
+        )),
+        "{push}"
+    );
+    assert!(
+        push.stderr.ends_with(&format!(
+            "hint: the account `docker login {via}` stored needs push rights on the repository, and the tag must not be immutable (Harbor: the project's tag immutability rules), then run `cdq push` again (the images already there are not sent twice)\n"
+        )),
+        "{push}"
+    );
+    assert!(!push.stderr.contains(PASSWORD) && !push.stdout.contains(PASSWORD));
+}
 /// A TCP proxy to `upstream` that, once, cuts the connection 256 KiB into the first blob
 /// response it forwards; returns its port and how many connections it cut.
 fn dropping_proxy(upstream: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
