@@ -41,6 +41,12 @@ impl Registry {
 
     /// With `tls`, the registry serves HTTPS with this (certificate, key) pair.
     fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Registry {
+        Registry::start_auth(tls, None)
+    }
+
+    /// With `token` (the realm, and the certificate that signs its tokens), the registry asks
+    /// for Bearer tokens from that realm instead of htpasswd's Basic.
+    fn start_auth(tls: Option<(PathBuf, PathBuf)>, token: Option<(String, PathBuf)>) -> Registry {
         let bin = Path::new("/usr/bin/docker-registry");
         assert!(
             bin.exists(),
@@ -65,9 +71,18 @@ impl Registry {
             )
         });
         let config = format!(
-            "version: 0.1\nlog: {{ level: warn }}\nstorage: {{ filesystem: {{ rootdirectory: {data} }} }}\nhttp: {{ addr: 127.0.0.1:{port}, secret: cdq-test{tls} }}\nauth: {{ htpasswd: {{ realm: cdq-test, path: {pw} }} }}\n",
+            "version: 0.1\nlog: {{ level: warn }}\nstorage: {{ filesystem: {{ rootdirectory: {data} }} }}\nhttp: {{ addr: 127.0.0.1:{port}, secret: cdq-test{tls} }}\nauth: {auth}\n",
             data = root.path().join("data").display(),
-            pw = root.path().join("htpasswd").display(),
+            auth = match token {
+                None => format!(
+                    "{{ htpasswd: {{ realm: cdq-test, path: {} }} }}",
+                    root.path().join("htpasswd").display()
+                ),
+                Some((realm, cert)) => format!(
+                    "{{ token: {{ realm: \"{realm}\", service: cdq-test, issuer: cdq-test-issuer, rootcertbundle: {} }} }}",
+                    cert.display()
+                ),
+            },
         );
         std::fs::write(root.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(root.path().join("registry.log")).unwrap();
@@ -1005,5 +1020,190 @@ fn push_and_pull_over_tls_with_the_ca_in_certs_d() {
     assert_eq!(
         image_id(&format!("{prefix}/cdq-local/redis:2-amd64")),
         image_id("cdq-local/redis:2-amd64")
+    );
+}
+
+/// A token service as Harbor and Docker Hub run one: `GET /token?service=…&scope=…` with
+/// Basic credentials answers `{"token": JWT}`, the JWT signed (RS256, by `openssl`) with a
+/// key whose self-signed certificate the registry trusts, granting the scopes asked for; wrong
+/// or no credentials get 401. Returns its realm URL, the certificate, and how many tokens it
+/// gave for good credentials.
+fn token_service(
+    dir: &Path,
+) -> (
+    String,
+    PathBuf,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=cdq test token issuer",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+        ],
+    );
+    let pem = std::fs::read_to_string(dir.join("token.crt")).unwrap();
+    let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key = dir.join("token.key");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm = format!(
+        "http://127.0.0.1:{}/token",
+        listener.local_addr().unwrap().port()
+    );
+    let given = Arc::new(AtomicUsize::new(0));
+    let given2 = given.clone();
+    let good = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    std::thread::spawn(move || {
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut authorized = false;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = h.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                {
+                    authorized = value.trim() == good;
+                }
+            }
+            let mut out = stream;
+            if !authorized {
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+                );
+                continue;
+            }
+            let query = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let access: Vec<serde_json::Value> = query
+                .split(['?', '&'])
+                .filter_map(|kv| kv.strip_prefix("scope="))
+                .map(|scope| {
+                    let scope = scope.replace("%3A", ":").replace("%2C", ",").replace("%2F", "/");
+                    let parts: Vec<&str> = scope.splitn(3, ':').collect();
+                    serde_json::json!({
+                        "type": parts.first().copied().unwrap_or(""),
+                        "name": parts.get(1).copied().unwrap_or(""),
+                        "actions": parts.get(2).map_or(vec![], |a| a.split(',').collect::<Vec<_>>()),
+                    })
+                })
+                .collect();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [der_b64]});
+            let claims = serde_json::json!({
+                "iss": "cdq-test-issuer", "sub": USER, "aud": "cdq-test",
+                "exp": now + 600, "nbf": now - 60, "iat": now - 60,
+                "jti": format!("cdq-{now}-{}", given2.load(Ordering::SeqCst)),
+                "access": access,
+            });
+            let signing = format!(
+                "{}.{}",
+                url.encode(header.to_string()),
+                url.encode(claims.to_string())
+            );
+            let mut sign = Command::new("openssl");
+            sign.args(["dgst", "-sha256", "-sign"])
+                .arg(&key)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+            let mut child = sign.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(signing.as_bytes())
+                .unwrap();
+            let sig = child.wait_with_output().unwrap().stdout;
+            let jwt = format!("{signing}.{}", url.encode(sig));
+            let body = format!("{{\"token\":\"{jwt}\",\"expires_in\":600}}");
+            given2.fetch_add(1, Ordering::SeqCst);
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (realm, dir.join("token.crt"), given)
+}
+
+/// A registry behind a Bearer token service (as Harbor runs): cdq answers the list PUT's
+/// 401 `Bearer realm=…,service=…` with a token fetched with the stored credentials, and the
+/// list is published; a real client reads both platforms from it.
+#[test]
+fn the_list_is_published_through_a_bearer_token_service() {
+    common::ensure_arm64_kit(&["redis"]);
+    let pki = tempfile::tempdir().unwrap();
+    let (realm, cert, given) = token_service(pki.path());
+    let reg = Registry::start_auth(None, Some((realm, cert)));
+    let host = reg.host();
+    let tag = format!("cdqt-{}", reg.port);
+    let (amd_file, arm_file, _local) = two_bundles(reg.root.path(), &tag);
+    let prefix = format!("{host}/cd");
+    let s = reg
+        .sandbox("regbearer")
+        .flags(&["--images", "official", "--registry", &prefix]);
+    s.write_config(&format!(
+        "services: [redis]\nversions: {{ redis: {tag} }}\n"
+    ));
+    let push = s.cdq(&[
+        "push",
+        "--bundle",
+        amd_file.to_str().unwrap(),
+        "--bundle",
+        arm_file.to_str().unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    assert_eq!(push.code, Some(0), "{push}");
+    let target = format!("{prefix}/library/redis:{tag}");
+    assert!(
+        push.stderr.contains(&format!(
+            "published `{target}` for arm64 and amd64 (sha256:"
+        )),
+        "{push}"
+    );
+    assert!(!push.stderr.contains(PASSWORD) && !push.stdout.contains(PASSWORD));
+    let before = given.load(std::sync::atomic::Ordering::SeqCst);
+    let inspect = reg.docker(&["manifest", "inspect", "--insecure", &target]);
+    assert_eq!(inspect.code, Some(0), "{inspect}");
+    assert!(
+        inspect.stdout.contains("\"architecture\": \"arm64\""),
+        "{inspect}"
+    );
+    assert!(
+        inspect.stdout.contains("\"architecture\": \"amd64\""),
+        "{inspect}"
+    );
+    assert!(
+        given.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "the docker CLI went through the token service too"
     );
 }
