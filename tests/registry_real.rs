@@ -557,19 +557,37 @@ fn push_of_two_bundles_publishes_one_multi_arch_tag() {
         })
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
-    let buildah = run(Command::new("buildah").args([
+    // buildah reads it too: `manifest add --all` of the remote tag copies each instance of
+    // its list into a local list.
+    let list = format!("cdqt-list-{}", reg.port);
+    let buildah = |args: &[&str]| {
+        let mut c = Command::new("buildah");
+        c.env("BUILDAH_ISOLATION", "chroot").args(args);
+        run(&mut c)
+    };
+    assert_eq!(buildah(&["manifest", "create", &list]).code, Some(0));
+    let add = buildah(&[
         "manifest",
-        "inspect",
+        "add",
+        "--all",
+        "--creds",
+        &format!("{USER}:{PASSWORD}"),
         "--tls-verify=false",
-        "--authfile",
-        reg.docker_config().join("config.json").to_str().unwrap(),
+        &list,
         &format!("docker://{target}"),
-    ]));
-    assert_eq!(buildah.code, Some(0), "{buildah}");
-    assert!(
-        buildah.stdout.contains("\"architecture\": \"arm64\""),
-        "{buildah}"
-    );
+    ]);
+    let local = buildah(&["manifest", "inspect", &list]);
+    let _ = buildah(&["manifest", "rm", &list]);
+    assert_eq!(add.code, Some(0), "{add}");
+    let local: serde_json::Value = serde_json::from_str(&local.stdout).unwrap();
+    let mut archs: Vec<&str> = local["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort();
+    assert_eq!(archs, ["amd64", "arm64"]);
 
     // The arm64 variant, by the docker CLI.
     reg.untag_all();
