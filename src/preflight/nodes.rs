@@ -37,7 +37,12 @@ pub struct NodeNeeds {
 }
 
 /// Per node, from the stack: slot `i+1` is `cluster.nodes[i]`.
-pub fn needs(stack: &Stack, cluster: &Cluster, settings: &Settings, catalog: &Catalog) -> Vec<NodeNeeds> {
+pub fn needs(
+    stack: &Stack,
+    cluster: &Cluster,
+    settings: &Settings,
+    catalog: &Catalog,
+) -> Vec<NodeNeeds> {
     let mem = |short: &str| {
         base_service(short).map_or(0, |s| {
             catalog.images.get(&s).map_or(0, |i| i.memory_mb)
@@ -64,7 +69,10 @@ pub fn needs(stack: &Stack, cluster: &Cluster, settings: &Settings, catalog: &Ca
                 .collect();
             let mut images: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for d in &here {
-                images.entry(d.image.clone()).or_default().push(d.short.clone());
+                images
+                    .entry(d.image.clone())
+                    .or_default()
+                    .push(d.short.clone());
             }
             let pinned: Vec<&str> = here
                 .iter()
@@ -99,7 +107,10 @@ pub fn needs(stack: &Stack, cluster: &Cluster, settings: &Settings, catalog: &Ca
                         .vm_max_map_count
                 })
                 .max()
-                .map(|value| HostNeed { value, by: es.clone() });
+                .map(|value| HostNeed {
+                    value,
+                    by: es.clone(),
+                });
             NodeNeeds {
                 node: node.clone(),
                 slot,
@@ -148,7 +159,7 @@ pub struct Probe {
 pub fn parse_probe(out: &str) -> Option<Probe> {
     let mut lines = out.lines().map(str::trim).filter(|l| !l.is_empty());
     let vm_max_map_count = lines.next()?.parse().ok()?;
-    let df = lines.last()?;
+    let df = lines.next_back()?;
     let avail_kb: u64 = df.split_whitespace().nth(3)?.parse().ok()?;
     Some(Probe {
         docker_root_free_mb: avail_kb / 1024,
@@ -171,7 +182,10 @@ pub fn evaluate(needs: &[NodeNeeds], facts: &[NodeFacts], arch: Arch) -> Vec<Fin
                 id("endpoint"),
                 Status::Fail,
                 "no endpoint",
-                format!("node `{}`'s Docker endpoint, to check it and load its images", n.node),
+                format!(
+                    "node `{}`'s Docker endpoint, to check it and load its images",
+                    n.node
+                ),
                 Some(format!(
                     "set `{key}` in cdq.yaml (`unix:///PATH` or `tcp://HOST:PORT`)"
                 )),
@@ -194,7 +208,11 @@ pub fn evaluate(needs: &[NodeNeeds], facts: &[NodeFacts], arch: Arch) -> Vec<Fin
                 continue;
             }
         };
-        out.push(pass(&id("endpoint"), endpoint.clone(), "a reachable Docker engine"));
+        out.push(pass(
+            &id("endpoint"),
+            endpoint.clone(),
+            "a reachable Docker engine",
+        ));
 
         let needed = format!("Docker >= {}.{:02}", MIN_ENGINE.0, MIN_ENGINE.1);
         let found = format!("Docker {}, API {}", e.version, e.api_version);
@@ -292,7 +310,11 @@ pub fn evaluate(needs: &[NodeNeeds], facts: &[NodeFacts], arch: Arch) -> Vec<Fin
                     needed,
                     fix,
                 ),
-                Ok(p) => pass(&id("vm-max-map-count"), p.vm_max_map_count.to_string(), needed),
+                Ok(p) => pass(
+                    &id("vm-max-map-count"),
+                    p.vm_max_map_count.to_string(),
+                    needed,
+                ),
             });
         }
 
@@ -333,7 +355,10 @@ pub fn evaluate(needs: &[NodeNeeds], facts: &[NodeFacts], arch: Arch) -> Vec<Fin
 
 /// The image references of every node's needs, deduplicated: what a bundle must hold.
 pub fn all_images(needs: &[NodeNeeds]) -> BTreeSet<String> {
-    needs.iter().flat_map(|n| n.images.keys().cloned()).collect()
+    needs
+        .iter()
+        .flat_map(|n| n.images.keys().cloned())
+        .collect()
 }
 
 #[cfg(test)]

@@ -162,7 +162,8 @@ mod tests {
             let e = resolve(Some(file(&[("worker1", bad)])), &at).unwrap_err();
             assert!(e.message.contains(says), "{bad}: {}", e.message);
             assert!(
-                e.message.starts_with("`cdq.yaml`: `cluster.endpoints.worker1`: "),
+                e.message
+                    .starts_with("`cdq.yaml`: `cluster.endpoints.worker1`: "),
                 "{}",
                 e.message
             );

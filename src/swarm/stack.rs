@@ -629,10 +629,16 @@ pub(crate) mod testing {
                 .clone()
         };
         let vars = Vars::from_dotenv(&text(".env"), []);
-        let stack = parse("cdq", &text("docker-stack.amd64.yaml"), &vars, Path::new("/d"), |p| {
-            let rel = p.strip_prefix("/d").unwrap();
-            Ok(text(&rel.to_string_lossy()).into_bytes())
-        })
+        let stack = parse(
+            "cdq",
+            &text("docker-stack.amd64.yaml"),
+            &vars,
+            Path::new("/d"),
+            |p| {
+                let rel = p.strip_prefix("/d").unwrap();
+                Ok(text(&rel.to_string_lossy()).into_bytes())
+            },
+        )
         .unwrap();
         (s, catalog, stack)
     }

@@ -67,14 +67,22 @@ fn each_node_needs_its_pinned_images_and_every_unpinned_one() {
         assert!(by(n).images.contains_key(&image_of("server")), "{n}");
         assert!(by(n).images.contains_key(&image_of("ucenter")), "{n}");
         assert!(
-            by(n).memory_by.iter().any(|m| m.ends_with("(may move here)")),
+            by(n)
+                .memory_by
+                .iter()
+                .any(|m| m.ends_with("(may move here)")),
             "{n}"
         );
     }
     // The redis master and a sentinel on slot 3 share one image, listed with both.
     let redis_on_c = &by("c").images[&image_of("redis")];
-    assert!(redis_on_c.contains(&"redis".to_string()) && redis_on_c.contains(&"sentinel3".to_string()));
-    assert!(by("a").memory_mb > by("b").memory_mb, "slot 1 carries the single services");
+    assert!(
+        redis_on_c.contains(&"redis".to_string()) && redis_on_c.contains(&"sentinel3".to_string())
+    );
+    assert!(
+        by("a").memory_mb > by("b").memory_mb,
+        "slot 1 carries the single services"
+    );
     assert_eq!(all_images(&needs).len(), 9);
 }
 
@@ -136,7 +144,12 @@ fn each_failure_names_its_node() {
         "{images:?}"
     );
     let vm = f.iter().find(|f| f.id == "a/vm-max-map-count").unwrap();
-    assert!(vm.fix.as_deref().unwrap().starts_with("on `a`: `sudo sysctl -w vm.max_map_count=262144`"));
+    assert!(
+        vm.fix
+            .as_deref()
+            .unwrap()
+            .starts_with("on `a`: `sudo sysctl -w vm.max_map_count=262144`")
+    );
     let ep = f.iter().find(|f| f.id == "c/endpoint").unwrap();
     assert_eq!(
         ep.fix.as_deref(),
