@@ -61,9 +61,12 @@ pub fn require_endpoints(cluster: &Cluster, what: &str) -> Result<(), CdqError> 
     }
     let keys: Vec<String> = missing.iter().map(|n| Cluster::endpoint_key(n)).collect();
     Err(CdqError::usage(format!(
-        "{what} needs each node's own Docker endpoint, and {} {} none",
-        if missing.len() == 1 { "node" } else { "nodes" },
-        crate::error::quoted_list(&missing),
+        "{what} needs each node's own Docker endpoint, and {}",
+        if missing.len() == 1 {
+            format!("node `{}` has none", missing[0])
+        } else {
+            format!("nodes {} have none", crate::error::quoted_list(&missing))
+        },
     ))
     .hint(format!(
         "set {} in cdq.yaml, e.g. `cluster: {{ endpoints: {{ {}: tcp://NODE-IP:2375 }} }}` (or `unix:///PATH` for a socket reachable from here)",
