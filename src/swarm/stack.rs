@@ -739,6 +739,12 @@ mod tests {
         let wave_of = |s: &str| waves.iter().position(|w| w.iter().any(|x| x == s)).unwrap();
         assert!(wave_of("server") > wave_of("kafka3") && wave_of("server") > wave_of("mysql"));
         assert!(wave_of("sentinel1") > wave_of("redis-replica"));
+        // server and ucenter find the redis master through the sentinels.
+        for client in ["server", "ucenter"] {
+            for i in 1..=3 {
+                assert!(wave_of(client) > wave_of(&format!("sentinel{i}")), "{client}");
+            }
+        }
         let server = text("confd/swarm/server.yml");
         assert!(
             server.contains("bootstrap-servers: kafka1:9092,kafka2:9092,kafka3:9092"),
