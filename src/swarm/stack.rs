@@ -742,7 +742,10 @@ mod tests {
         // server and ucenter find the redis master through the sentinels.
         for client in ["server", "ucenter"] {
             for i in 1..=3 {
-                assert!(wave_of(client) > wave_of(&format!("sentinel{i}")), "{client}");
+                assert!(
+                    wave_of(client) > wave_of(&format!("sentinel{i}")),
+                    "{client}"
+                );
             }
         }
         let server = text("confd/swarm/server.yml");
