@@ -35,7 +35,7 @@ mod unpack;
 
 pub use format::{Blob, Bundle, Chunk, FORMAT, HEADER_LEN, ImageEntry, MAGIC, Manifest, short};
 pub use pack::{SaveReport, save};
-pub use unpack::{LoadReport, Want, load};
+pub use unpack::{LoadReport, Want, load, load_verified, open_verified};
 
 /// Where a long byte transfer reports progress (the command layer draws it).
 pub trait Meter: Send + Sync {

@@ -51,6 +51,16 @@ pub async fn load<E: Engine>(
     meters: &dyn Meters,
 ) -> anyhow::Result<LoadReport> {
     let t0 = Instant::now();
+    let bundle = open_verified(path, want, meters)?;
+    let mut report = load_verified(engine, &bundle, None, dry_run, meters).await?;
+    report.elapsed = t0.elapsed();
+    Ok(report)
+}
+
+/// Opens the bundle and checks it whole (architecture, manifest, every chunk), once, before
+/// any engine is asked anything: what [`load_verified`] then loads from, onto one engine or
+/// several.
+pub fn open_verified(path: &Path, want: &Want, meters: &dyn Meters) -> anyhow::Result<Bundle> {
     let bundle = Bundle::open(path)?;
     if bundle.arch() != Some(want.arch) {
         return Err(CdqError::usage(format!(
@@ -68,9 +78,27 @@ pub async fn load<E: Engine>(
     let verifying = meters.start("verifying", Some(bundle.manifest.payload_size()));
     bundle.verify(&*verifying)?;
     verifying.finish();
+    Ok(bundle)
+}
 
+/// Loads into the engine the images of a verified bundle that it lacks (or holds under
+/// another id); `only` narrows them to these references (what one node's tasks run).
+pub async fn load_verified<E: Engine>(
+    engine: &E,
+    bundle: &Bundle,
+    only: Option<&std::collections::BTreeSet<String>>,
+    dry_run: bool,
+    meters: &dyn Meters,
+) -> anyhow::Result<LoadReport> {
+    let t0 = Instant::now();
+    let path = bundle.path.clone();
     let mut report = LoadReport::default();
-    for img in &bundle.manifest.images {
+    let wanted = bundle
+        .manifest
+        .images
+        .iter()
+        .filter(|i| only.is_none_or(|o| o.contains(&i.reference)));
+    for img in wanted {
         match engine
             .image(&img.reference)
             .await

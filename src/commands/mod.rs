@@ -21,6 +21,7 @@ mod restore;
 mod signals;
 mod status;
 mod swarm;
+mod swarmnodes;
 mod up;
 
 use std::net::{IpAddr, Ipv4Addr};

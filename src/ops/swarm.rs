@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::swarm::{Node, NodeState, ServiceCreate, SwarmEngine, SwarmService, Task};
 use crate::engine::{EngineError, LABEL_CONFIG_HASH, LABEL_PROJECT, LABEL_SERVICE};
 use crate::error::{CdqError, Kind};
-use crate::services::{Arch, Service};
+use crate::services::Arch;
 use crate::settings::Cluster;
 use crate::swarm::stack::{self, SLOT_LABEL, STACK_NAMESPACE, ServiceDef, Stack};
 
@@ -29,15 +29,7 @@ pub fn labels(project: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// The catalogue service a stack service belongs to (`kafka2` → kafka, `sentinel1` → redis),
-/// for its deadline.
-pub fn base_service(short: &str) -> Option<Service> {
-    let stem = short.trim_end_matches(|c: char| c.is_ascii_digit());
-    match stem {
-        "redis-replica" | "sentinel" => Some(Service::Redis),
-        s => Service::from_name(s),
-    }
-}
+pub use crate::swarm::stack::base_service;
 
 /// Checks the nodes named in `cluster.nodes`: each is in the swarm, Ready, active, of the
 /// stack's architecture, and carries `cdq.slot=<its position>`; and no other node claims a
@@ -650,6 +642,7 @@ pub async fn logs<E: SwarmEngine>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::Service;
 
     fn node(id: &str, host: &str, state: NodeState, slot: Option<&str>) -> Node {
         Node {
@@ -684,6 +677,7 @@ mod tests {
     fn cluster() -> Cluster {
         Cluster {
             nodes: vec!["manager".into(), "worker1".into(), "worker2".into()],
+            endpoints: BTreeMap::new(),
         }
     }
 
