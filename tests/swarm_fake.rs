@@ -252,10 +252,10 @@ async fn status_marks_the_tasks_of_a_down_node_and_names_the_degraded_services()
         .collect();
     assert_eq!(
         degraded,
-        BTreeSet::from(["kafka3", "sentinel3", "zookeeper3"]),
-        "the members pinned to slot 3; the server and ucenter moved:\n{t}"
+        BTreeSet::from(["kafka3", "redis", "sentinel3", "zookeeper3"]),
+        "the members and the redis master pinned to slot 3; the server and ucenter moved:\n{t}"
     );
-    for m in ["kafka3", "sentinel3", "zookeeper3"] {
+    for m in ["kafka3", "redis", "sentinel3", "zookeeper3"] {
         let line = t.lines().find(|l| l.starts_with(&format!("{m} "))).unwrap();
         assert!(
             line.contains("0/1      degraded   1@worker2 (running, node down)"),
