@@ -87,8 +87,7 @@ struct TempDir(std::path::PathBuf);
 
 fn tempdir() -> anyhow::Result<TempDir> {
     let p = std::env::temp_dir().join(format!("cdq-self-check-{}", std::process::id()));
-    std::fs::create_dir_all(&p)
-        .map_err(|e| anyhow::anyhow!("creating `{}`: {e}", p.display()))?;
+    std::fs::create_dir_all(&p).map_err(|e| anyhow::anyhow!("creating `{}`: {e}", p.display()))?;
     Ok(TempDir(p))
 }
 

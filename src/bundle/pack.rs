@@ -708,7 +708,9 @@ mod tests {
         assert!(fa.len() < a.len() / 4, "compressible data compresses");
         let mut d = decompressor().unwrap();
         assert_eq!(decompress(&mut d, &fa, a.len()).unwrap(), a);
-        let err = decompress(&mut d, &fa, a.len() + 1).unwrap_err().to_string();
+        let err = decompress(&mut d, &fa, a.len() + 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not 400001"), "{err}");
         assert!(decompress(&mut d, &fa, a.len() - 1).is_err());
         // The frame's own checksum (its last 4 bytes): flipped, the decoder refuses it
