@@ -63,44 +63,50 @@ ids() { docker image inspect --format '{{.Id}}' "${refs[@]}"; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 mib() { awk -v n="$1" 'BEGIN { printf "%.0f MiB", n / 1048576 }'; }
-# CPU seconds (user + sys) of the children this shell has waited for, so far.
-child_cpu() {
-    times | awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }'
-}
 dockerd_pid=$(cat /var/run/docker.pid 2>/dev/null || true)
-dockerd_cpu() {
+# mark NAME: records the CPU seconds so far of this shell's finished children (`times`, which
+# must run in this shell, not in a $(...) subshell) and of the daemon.
+mark() {
+    times >"$work/times-$1"
     if [ -n "$dockerd_pid" ] && [ -r "/proc/$dockerd_pid/stat" ]; then
-        awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$dockerd_pid/stat"
+        awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$dockerd_pid/stat" >"$work/dockerd-$1"
     else
-        echo 0
+        echo 0 >"$work/dockerd-$1"
     fi
 }
-# CPU seconds since the marks "$1" (children) and "$2" (daemon): "client+daemon".
-cpu_since() { echo "$(secs "$1" "$(child_cpu)")+$(secs "$2" "$(dockerd_cpu)")"; }
+children_cpu() {
+    awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$work/times-$1"
+}
+# CPU seconds between marks "$1" and "$2": "client+daemon".
+cpu_between() {
+    echo "$(secs "$(children_cpu "$1")" "$(children_cpu "$2")")+$(secs "$(cat "$work/dockerd-$1")" "$(cat "$work/dockerd-$2")")"
+}
 cpu_sum() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, "+"); split(b, y, "+"); printf "%.1f", x[1] + x[2] + y[1] + y[2] }'; }
 
 before="$(ids)"
 load_avg="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-c0=$(child_cpu); d0=$(dockerd_cpu); t0=$(now)
+mark a; t0=$(now)
 (cd "$work" && "$cdq" -v --images "$prefix" bundle save --arch "$arch" -o "$work/kit.bundle" 2>"$work/save.log")
-t1=$(now); cdq_save_cpu=$(cpu_since "$c0" "$d0")
-c0=$(child_cpu); d0=$(dockerd_cpu)
+t1=$(now); mark b
 docker save "${refs[@]}" | gzip >"$work/kit.tar.gz"
-t2=$(now); gz_save_cpu=$(cpu_since "$c0" "$d0")
+t2=$(now); mark c
+cdq_save_cpu=$(cpu_between a b); gz_save_cpu=$(cpu_between b c)
 tx=$(now)
 raw_bytes=$(docker save "${refs[@]}" | wc -c)
 ty=$(now)
 
 untag
-c0=$(child_cpu); d0=$(dockerd_cpu); t3=$(now)
+mark d; t3=$(now)
 (cd "$work" && "$cdq" -v --images "$prefix" bundle load --arch "$arch" "$work/kit.bundle" 2>"$work/load.log")
-t4=$(now); cdq_load_cpu=$(cpu_since "$c0" "$d0")
+t4=$(now); mark e
+cdq_load_cpu=$(cpu_between d e)
 [ "$(ids)" = "$before" ] || { echo "cdq bundle load restored other ids" >&2; exit 1; }
 untag
-c0=$(child_cpu); d0=$(dockerd_cpu); t5=$(now)
+mark f; t5=$(now)
 gunzip -c "$work/kit.tar.gz" | docker load >/dev/null
-t6=$(now); gz_load_cpu=$(cpu_since "$c0" "$d0")
+t6=$(now); mark g
+gz_load_cpu=$(cpu_between f g)
 [ "$(ids)" = "$before" ] || { echo "docker load restored other ids" >&2; exit 1; }
 
 # All present: cdq verifies the bundle and loads nothing.
