@@ -26,7 +26,8 @@ manager="unix://$lab_dir/manager/docker.sock"
 on() { local n=$1; shift; docker -H "unix://$lab_dir/$n/docker.sock" "$@"; }
 
 if [ "$(on manager node ls --format '{{.Status}}' 2>/dev/null | grep -c '^Ready$' || true)" != 3 ]; then
-  scripts/swarm-lab.sh up >/dev/null
+  # Both peers run from images already on the nodes (docker stack deploy cannot load them).
+  CDQ_SWARM_LAB_PRELOAD=1 scripts/swarm-lab.sh up >/dev/null
 fi
 i=1
 for n in manager worker1 worker2; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# swarm-lab.sh up|down|status|env — a three-node Docker Swarm on this one machine, for
+# swarm-lab.sh up|down|status|env|endpoints — a three-node Docker Swarm on this one machine, for
 # cdq's Swarm target (tests/swarm_real.rs, scripts/bench-swarm.sh) and for trying it by hand.
 #
 # Every node is a container running Debian's own Docker engine (docker.io, from a
@@ -15,11 +15,18 @@
 #
 # Each node's Docker socket is bind-mounted out to $LAB_DIR/<node>/docker.sock, so the host
 # talks to every node over a unix socket (no unauthenticated TCP port). `env` prints
-# DOCKER_HOST for the manager.
+# DOCKER_HOST for the manager; `endpoints` the `cluster:` block of cdq.yaml that names each
+# node's socket (`cluster.endpoints`), through which cdq loads a bundle onto the nodes
+# (`cdq up --bundle FILE`) and checks each one.
 #
-# Environment: CDQ_SWARM_LAB_DIR (default /tmp/cdq-swarm-lab), CDQ_SWARM_LAB_IMAGES (image
-# references loaded on every node; default: the local kit for amd64, versions 1 and 2 when
-# present), DEBIAN_MIRROR (default: the first mirror in the machine's apt sources).
+# The nodes start with no images: cdq loads them. CDQ_SWARM_LAB_PRELOAD=1 loads images onto
+# every node at `up` the old way (`docker save | docker load`), e.g. for
+# scripts/bench-swarm.sh's `docker stack deploy` peer.
+#
+# Environment: CDQ_SWARM_LAB_DIR (default /tmp/cdq-swarm-lab), CDQ_SWARM_LAB_PRELOAD,
+# CDQ_SWARM_LAB_IMAGES (image references to preload; default: the local kit for amd64,
+# versions 1 and 2 when present), DEBIAN_MIRROR (default: the first mirror in the
+# machine's apt sources).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The nodes are containers of this machine's daemon (their sockets are bind-mounted out),
@@ -173,7 +180,9 @@ up() {
     done
     [[ $(on manager node ls --format '{{.Status}}' | grep -c '^Ready$') -eq 3 ]] \
         || { on manager node ls >&2; die "the three nodes are not all Ready"; }
-    load_images
+    if [[ ${CDQ_SWARM_LAB_PRELOAD:-0} == 1 ]]; then
+        load_images
+    fi
     log "lab up: three nodes Ready; manager at unix://$(sock manager)"
     echo "DOCKER_HOST=unix://$(sock manager)"
 }
@@ -205,5 +214,8 @@ case "${1:-}" in
     down) shift; down "${1:-}" ;;
     status) status ;;
     env) echo "DOCKER_HOST=unix://$(sock manager)" ;;
-    *) echo "usage: $0 up|down [--image]|status|env" >&2; exit 2 ;;
+    endpoints)
+        printf 'cluster:\n  nodes: [%s]\n  endpoints:\n' "$(IFS=,; echo "${NODES[*]}" | sed 's/,/, /g')"
+        for n in "${NODES[@]}"; do printf '    %s: unix://%s\n' "$n" "$(sock "$n")"; done ;;
+    *) echo "usage: $0 up|down [--image]|status|env|endpoints" >&2; exit 2 ;;
 esac

@@ -146,15 +146,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         progress: ProgressMode,
     },
-    /// Copy the image set from this host (or a bundle) into the registry, under the names cdq
+    /// Copy the image set from this host (or bundles) into the registry, under the names cdq
     /// renders for it
     Push {
-        /// Which architecture's images [default: the host's]
-        #[arg(long, value_enum, env = "CDQ_ARCH")]
-        arch: Option<ArchArg>,
-        /// Load the images of this bundle first, then push them
+        /// Which architectures' images; both (`--arch amd64 --arch arm64`) publish one
+        /// multi-arch tag per image [default: the bundles', else the host's]
+        #[arg(long, value_enum, env = "CDQ_ARCH", value_delimiter = ',')]
+        arch: Vec<ArchArg>,
+        /// Load this bundle just before its architecture's images are pushed (once per
+        /// architecture; the other comes from this host)
         #[arg(long, value_name = "FILE")]
-        bundle: Option<PathBuf>,
+        bundle: Vec<PathBuf>,
         /// Progress output
         #[arg(long, value_enum, default_value = "auto")]
         progress: ProgressMode,

@@ -36,6 +36,7 @@ pub mod ops;
 pub mod plan;
 pub mod preflight;
 pub mod project;
+pub mod regclient;
 pub mod registry;
 pub mod render;
 pub mod secrets;

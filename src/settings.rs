@@ -18,6 +18,9 @@ use crate::imageref::{self, Layout, Pins, Registry};
 use crate::services::{Arch, Service};
 use crate::yaml;
 
+mod cluster;
+pub use cluster::{CLUSTER_NODES, Cluster, ClusterFile, Endpoint};
+
 /// Which image references the compose file uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSet {
@@ -364,24 +367,6 @@ impl Target {
         }
     }
 }
-
-/// `cluster:` in `cdq.yaml`, for `target: swarm`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterFile {
-    nodes: Option<Vec<String>>,
-}
-
-/// The swarm nodes cdq places on, by hostname; `nodes[i]` carries the node label
-/// `cdq.slot=i+1` (slot 1 holds the single-instance stateful services).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cluster {
-    pub nodes: Vec<String>,
-}
-
-/// How many nodes the highly available services span (three: a ZooKeeper ensemble, a
-/// KRaft quorum and Sentinel each need a majority that survives one loss).
-pub const CLUSTER_NODES: usize = 3;
 
 /// Values from flags and `CDQ_*` variables (clap merges the two); they beat the file.
 #[derive(Debug, Clone, Default)]
@@ -930,25 +915,9 @@ fn resolve(
     }
 
     let target = o.target.or(f.target).unwrap_or_default();
-    let cluster = match (target, f.cluster) {
-        (Target::Host, _) => None,
-        (Target::Swarm, c) => {
-            let nodes = c.and_then(|c| c.nodes).unwrap_or_default();
-            let distinct: BTreeSet<&String> = nodes.iter().collect();
-            if nodes.len() != CLUSTER_NODES
-                || distinct.len() != CLUSTER_NODES
-                || nodes.iter().any(|n| n.trim().is_empty())
-            {
-                return Err(CdqError::usage(format!(
-                    "{}: `target: swarm` needs three distinct node names, got {}",
-                    in_file("cluster.nodes"),
-                    nodes.len()
-                ))
-                .hint("list the hostnames `docker node ls` shows, slot 1 first: `cluster: { nodes: [manager, worker1, worker2] }`")
-                .into());
-            }
-            Some(Cluster { nodes })
-        }
+    let cluster = match target {
+        Target::Host => None,
+        Target::Swarm => Some(cluster::resolve(f.cluster, &in_file)?),
     };
 
     Ok(Settings {

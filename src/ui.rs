@@ -378,6 +378,8 @@ pub fn failure_report(f: &Failure) -> String {
 pub struct Transfer {
     what: String,
     bar: Option<indicatif::ProgressBar>,
+    /// The group of bars this one is drawn in, when several transfers run at once.
+    group: Option<indicatif::MultiProgress>,
     start: Instant,
     done: std::sync::atomic::AtomicU64,
     last_line: Mutex<Instant>,
@@ -386,6 +388,35 @@ pub struct Transfer {
 impl Ui {
     /// Starts showing a transfer of `total` bytes (None: unknown in advance).
     pub fn transfer(&self, what: &str, total: Option<u64>) -> Transfer {
+        self.transfer_in(what, total, None)
+    }
+
+    /// Several transfers drawn at once (a bundle loading onto each Swarm node): make one
+    /// group, then the transfers of each node in it with [`Ui::transfers`].
+    pub fn transfer_group(&self) -> TransferGroup {
+        use std::io::IsTerminal;
+        TransferGroup(
+            std::io::stderr()
+                .is_terminal()
+                .then(indicatif::MultiProgress::new),
+        )
+    }
+
+    /// Transfers in `group`, each line and bar prefixed with `prefix` (a node's name).
+    pub fn transfers(&self, group: &TransferGroup, prefix: &str) -> Transfers<'_> {
+        Transfers {
+            ui: self,
+            prefix: prefix.to_string(),
+            group: group.0.clone(),
+        }
+    }
+
+    fn transfer_in(
+        &self,
+        what: &str,
+        total: Option<u64>,
+        group: Option<&indicatif::MultiProgress>,
+    ) -> Transfer {
         use std::io::IsTerminal;
         let bar = std::io::stderr().is_terminal().then(|| {
             let (bar, template) = match total {
@@ -404,12 +435,17 @@ impl Ui {
                     .progress_chars("=> "),
             );
             bar.set_prefix(what.to_string());
+            let bar = match group {
+                Some(g) => g.add(bar),
+                None => bar,
+            };
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
         Transfer {
             what: what.to_string(),
             bar,
+            group: group.cloned(),
             start: Instant::now(),
             done: std::sync::atomic::AtomicU64::new(0),
             last_line: Mutex::new(Instant::now()),
@@ -438,7 +474,14 @@ impl Transfer {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        eprintln!("{}: {}", self.what, self.rate_text(done));
+        let line = format!("{}: {}", self.what, self.rate_text(done));
+        match &self.group {
+            // Printed above the bars still running.
+            Some(g) => {
+                let _ = g.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
     }
 
     fn rate_text(&self, done: u64) -> String {
@@ -483,6 +526,26 @@ impl crate::bundle::Meter for Transfer {
 
     fn finish(&self) {
         Transfer::finish(self)
+    }
+}
+
+/// Bars drawn together on a terminal (nothing to draw otherwise).
+pub struct TransferGroup(Option<indicatif::MultiProgress>);
+
+/// Transfers drawn together ([`Ui::transfers`]).
+pub struct Transfers<'a> {
+    ui: &'a Ui,
+    prefix: String,
+    group: Option<indicatif::MultiProgress>,
+}
+
+impl crate::bundle::Meters for Transfers<'_> {
+    fn start(&self, what: &str, total: Option<u64>) -> std::sync::Arc<dyn crate::bundle::Meter> {
+        std::sync::Arc::new(self.ui.transfer_in(
+            &format!("{}: {what}", self.prefix),
+            total,
+            self.group.as_ref(),
+        ))
     }
 }
 

@@ -288,7 +288,8 @@ async fn ctrl_c_stops_waiting_and_leaves_containers() {
     assert_eq!(
         r.unwrap(),
         Outcome::Interrupted {
-            waiting: vec!["slow".into()]
+            waiting: vec!["slow".into()],
+            not_started: vec![],
         }
     );
     assert!(
@@ -299,6 +300,36 @@ async fn ctrl_c_stops_waiting_and_leaves_containers() {
         e.calls()
     );
     assert_eq!(e.list_containers("demo").await.unwrap().len(), 1);
+}
+
+/// A signal before the executor's first step (while `up` planned): nothing is created,
+/// no network either, and the outcome says so (no service waiting, none created).
+#[tokio::test(start_paused = true)]
+async fn a_signal_before_the_first_step_creates_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let p = project(
+        d.path(),
+        &format!("services:\n  a:\n    image: img\n    {HC}\n"),
+    );
+    let e = engine_with(&["img"], "");
+    let (tx, rx) = tokio::sync::watch::channel(true);
+    std::mem::forget(tx);
+    let (r, _) = run(&e, &p, Options::default(), rx).await;
+    assert_eq!(
+        r.unwrap(),
+        Outcome::Interrupted {
+            waiting: vec![],
+            not_started: vec![],
+        }
+    );
+    assert!(
+        !e.calls()
+            .iter()
+            .any(|c| c.starts_with("create") || c.starts_with("ensure_network")),
+        "{:?}",
+        e.calls()
+    );
+    assert!(e.list_containers("demo").await.unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,9 @@
 //! The Swarm target on a real three-node cluster (issue 15's "Must show"): the lab of
 //! `scripts/swarm-lab.sh` (a manager and two workers, each a Debian docker.io engine in a
 //! container of the host), started by the first test that finds it missing. cdq talks to
-//! the manager through the socket the lab exposes (`DOCKER_HOST`).
+//! the manager through the socket the lab exposes (`DOCKER_HOST`), and to each node through
+//! its own socket (`cluster.endpoints`): the nodes start with no images, and cdq loads them
+//! from a bundle of the kit that the first test saves from this host.
 //!
 //! The tests share the lab, so they run one at a time (`LAB`). Each has its own project
 //! (a tests/common [`Sandbox`]); its guard runs `cdq down` and removes the project's volumes
@@ -80,6 +82,35 @@ fn ensure_lab() {
     }
 }
 
+/// `target: swarm` on the lab's nodes, with the endpoints of `with_endpoint`.
+fn config(with_endpoint: &[&str]) -> String {
+    let mut c = String::from(
+        "target: swarm\ncluster:\n  nodes: [manager, worker1, worker2]\n  endpoints:\n",
+    );
+    for n in with_endpoint {
+        c.push_str(&format!("    {n}: {}\n", sock(n)));
+    }
+    c
+}
+
+/// A bundle of the amd64 kit, saved once per run from this host's images (where the kit
+/// is built; the lab's nodes start without images). One file, replaced by each run.
+fn kit_bundle() -> &'static std::path::Path {
+    static BUNDLE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cdq-swarm-real-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("save")).unwrap();
+        let file = std::env::temp_dir().join("cdq-swarm-real-kit-amd64.bundle");
+        let o = run(common::clean_command(cdq_copy())
+            .args(["--images", "local", "--dir"])
+            .arg(dir.join("save"))
+            .args(["bundle", "save", "--arch", "amd64", "-o"])
+            .arg(&file));
+        assert_eq!(o.code, Some(0), "cdq bundle save: {o}");
+        file
+    })
+}
+
 /// A project on the lab: the sandbox (whose drop runs `cdq down`), then the project's
 /// volumes on every node.
 struct Lab {
@@ -107,7 +138,7 @@ impl Lab {
             .env("DOCKER_HOST", &sock("manager"))
             .flags(&["--images", "local"])
             .down_on_drop("30");
-        sb.write_config("target: swarm\ncluster:\n  nodes: [manager, worker1, worker2]\n");
+        sb.write_config(&config(&NODES));
         Lab { sb }
     }
 
@@ -241,6 +272,9 @@ fn the_rendered_stack_file_runs_under_docker_stack_deploy() {
     let _g = LAB.lock().unwrap_or_else(|e| e.into_inner());
     ensure_lab();
     let lab = Lab::new("stackdeploy");
+    // `docker stack deploy` cannot load images: cdq puts them on the nodes first.
+    let o = lab.cdq(&["bundle", "load", kit_bundle().to_str().unwrap()]);
+    assert_eq!(o.code, Some(0), "{o}");
     let o = lab.cdq(&["render", "--ip", "127.0.0.1"]);
     assert_eq!(o.code, Some(0), "{o}");
     let dir = lab.dir();
@@ -283,9 +317,22 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
     ensure_lab();
     let lab = Lab::new("failover");
 
-    // ---- up: nine services (17 swarm services) healthy, placed by slot ----
-    let o = lab.cdq(&["up", "--ip", "127.0.0.1"]);
+    // ---- up from a bundle: each node gets (or has) the images its tasks run, then the
+    // nine services (17 swarm services) healthy, placed by slot ----
+    let bundle = kit_bundle().to_str().unwrap().to_string();
+    let o = lab.cdq(&["up", "--ip", "127.0.0.1", "--bundle", &bundle]);
     assert_eq!(o.code, Some(0), "{o}");
+    for n in NODES {
+        assert!(
+            o.stderr.contains(&format!("{n}: loaded ")) || o.stderr.contains(&format!("{n}: all ")),
+            "no load report for {n}: {o}"
+        );
+    }
+    assert!(
+        o.stderr
+            .contains("nodes manager, worker1, worker2: preflight passed: 0 failed"),
+        "{o}"
+    );
     assert!(o.stderr.contains("17 services healthy on the swarm"), "{o}");
     let (code, v) = lab.status_json();
     assert_eq!(code, Some(0), "{v}");
@@ -305,13 +352,15 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
     for (i, n) in NODES.iter().enumerate() {
         assert_eq!(node_of(&v, &format!("kafka{}", i + 1)), *n);
     }
-    for stateful in ["mysql", "redis", "elasticsearch", "prometheus", "grafana"] {
+    for stateful in ["mysql", "elasticsearch", "prometheus", "grafana"] {
         assert_eq!(
             node_of(&v, stateful),
             "manager",
             "{stateful} is not on its slot-1 node"
         );
     }
+    // The redis master on slot 3 (the worker this test kills), its replica on slot 2.
+    assert_eq!(node_of(&v, "redis"), "worker2");
     assert_eq!(node_of(&v, "redis-replica"), "worker1");
 
     // A second up changes nothing.
@@ -391,28 +440,77 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
         o.stdout.contains("Mode: leader") || o.stdout.contains("Mode: follower"),
         "zookeeper1 lost its quorum: {o}"
     );
-    // Redis: the master (slot 1) serves, and the sentinels that remain still agree on it.
-    let o = lab.exec("redis", &[], &["redis-cli", "GET", "swarmt"]);
+    // Redis: the master died with worker2. The sentinels that remain (2 of 3, quorum 2)
+    // promote the replica; the key written before is on it.
+    let master_addr = || {
+        lab.exec(
+            "sentinel1",
+            &[],
+            &[
+                "redis-cli",
+                "-p",
+                "26379",
+                "sentinel",
+                "get-master-addr-by-name",
+                "cdq",
+            ],
+        )
+    };
+    let t0 = Instant::now();
+    loop {
+        let o = master_addr();
+        if o.stdout.starts_with("redis-replica") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the sentinels did not fail over to the replica: {o}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let o = lab.exec("redis-replica", &[], &["redis-cli", "INFO", "replication"]);
+    assert!(
+        o.stdout.contains("role:master"),
+        "replica not promoted: {o}"
+    );
+    let o = lab.exec("redis-replica", &[], &["redis-cli", "GET", "swarmt"]);
     assert_eq!(o.stdout.trim(), "kept", "{o}");
     let o = lab.exec(
-        "sentinel1",
+        "redis-replica",
         &[],
-        &[
-            "redis-cli",
-            "-p",
-            "26379",
-            "sentinel",
-            "get-master-addr-by-name",
-            "cdq",
-        ],
+        &["redis-cli", "SET", "swarmt-after", "new"],
     );
-    assert!(o.stdout.starts_with("redis"), "{o}");
+    assert_eq!(
+        o.stdout.trim(),
+        "OK",
+        "the promoted master refuses writes: {o}"
+    );
     // The server stays healthy, or Swarm moves it off the dead node by itself.
     lab.wait_status(
         "server healthy with a node down",
         Duration::from_secs(240),
         |_, v| row_ok(v, "server") && row_ok(v, "ucenter"),
     );
+    // ... and its Redis is the promoted master, found through Sentinel (the kit stand-in
+    // follows `spring.redis.sentinel` as Spring Boot does).
+    let t0 = Instant::now();
+    loop {
+        let o = lab.exec(
+            "server",
+            &[],
+            &["curl", "-sS", "http://127.0.0.1:8080/actuator/health"],
+        );
+        if o.stdout.contains("\"host\": \"redis-replica:6379\"")
+            && o.stdout.contains("\"role\": \"master\"")
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the server does not use the promoted master: {o}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     // Kafka keeps serving with kafka3 down: a produce and consume round trip through each
     // broker that remains (the client runs in the server container). One at a time: the kit's
@@ -447,8 +545,26 @@ fn up_survives_a_worker_loss_and_down_removes_only_its_own() {
         &["mysql", "-uroot", "-N", "-e", "SELECT v FROM swarmt.k"],
     );
     assert_eq!(o.stdout.trim(), "kept", "{o}");
-    let o = lab.exec("redis", &[], &["redis-cli", "GET", "swarmt"]);
-    assert_eq!(o.stdout.trim(), "kept", "{o}");
+    // The old master came back as a replica of the promoted one, with both keys.
+    let t0 = Instant::now();
+    loop {
+        let o = lab.exec("redis", &[], &["redis-cli", "INFO", "replication"]);
+        if o.stdout.contains("role:slave") && o.stdout.contains("master_link_status:up") {
+            assert!(o.stdout.contains("master_host:redis-replica"), "{o}");
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the old master did not rejoin as a replica: {o}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for (key, value) in [("swarmt", "kept"), ("swarmt-after", "new")] {
+        let o = lab.exec("redis", &[], &["redis-cli", "GET", key]);
+        assert_eq!(o.stdout.trim(), value, "{key} on the old master: {o}");
+    }
+    let o = master_addr();
+    assert!(o.stdout.starts_with("redis-replica"), "{o}");
     let consume = "from kafka import KafkaConsumer; c=KafkaConsumer('swarmt', bootstrap_servers='kafka1:9092', auto_offset_reset='earliest', consumer_timeout_ms=20000); print([m.value.decode() for m in c])";
     let o = lab.exec("server", &[], &["python3", "-c", consume]);
     assert!(
@@ -529,6 +645,81 @@ fn a_node_missing_its_label_is_named_with_the_fix() {
         ) && o
             .stderr
             .contains("hint: on the manager: docker node update --label-add cdq.slot=2 worker1"),
+        "{o}"
+    );
+    let label = format!("label=io.cdq.project={}", lab.project());
+    assert_eq!(
+        on_ok("manager", &["service", "ls", "-q", "--filter", &label]),
+        ""
+    );
+}
+
+/// Per-node preflight through each node's endpoint: a node missing an image its tasks run
+/// is named with the image and the services; `cdq bundle load` loads onto that node only
+/// what it lacks, and preflight passes. `--bundle` without a node's endpoint names the node
+/// and the setting.
+#[test]
+fn a_node_missing_an_image_is_named_and_bundle_load_fills_it() {
+    let _g = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_lab();
+    let lab = Lab::new("noimage");
+    let bundle = kit_bundle().to_str().unwrap().to_string();
+    let o = lab.cdq(&["bundle", "load", &bundle]);
+    assert_eq!(o.code, Some(0), "{o}");
+
+    let zk = "cdq-local/zookeeper:2-amd64";
+    on_ok("worker1", &["image", "rm", zk]);
+    let o = lab.cdq(&["preflight", "--ip", "127.0.0.1"]);
+    assert_eq!(o.code, Some(3), "{o}");
+    let row = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("worker1/images"))
+        .unwrap_or_else(|| panic!("no worker1/images row: {o}"));
+    assert!(
+        row.contains("FAIL") && row.contains(&format!("missing `{zk}` (zookeeper2)")),
+        "{row}"
+    );
+    for other in ["manager/images", "worker2/images", "swarm-nodes"] {
+        let line = o
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(other))
+            .unwrap_or_default();
+        assert!(line.contains("PASS"), "{other}: {line}\n{o}");
+    }
+    for check in [
+        "endpoint",
+        "docker-version",
+        "arch",
+        "memory",
+        "disk-docker",
+    ] {
+        let line = o
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("worker1/{check}")))
+            .unwrap_or_default();
+        assert!(line.contains("PASS"), "worker1/{check}: {line}\n{o}");
+    }
+
+    let o = lab.cdq(&["bundle", "load", &bundle]);
+    assert_eq!(o.code, Some(0), "{o}");
+    assert!(o.stderr.contains("worker1: loaded 1 images"), "{o}");
+    assert!(o.stderr.contains("manager: all "), "{o}");
+    assert!(o.stderr.contains("worker2: all "), "{o}");
+    on_ok("worker1", &["image", "inspect", zk]);
+    let o = lab.cdq(&["preflight", "--ip", "127.0.0.1"]);
+    assert_eq!(o.code, Some(0), "{o}");
+
+    // No endpoint for worker2: `up --bundle` stops before anything, naming it.
+    lab.write_config(&config(&["manager", "worker1"]));
+    let o = lab.cdq(&["up", "--ip", "127.0.0.1", "--bundle", &bundle]);
+    assert_eq!(o.code, Some(2), "{o}");
+    assert!(
+        o.stderr.contains(
+            "error: `cdq up --bundle` on a swarm needs each node's own Docker endpoint, and node `worker2` has none"
+        ) && o.stderr.contains("hint: set `cluster.endpoints.worker2` in cdq.yaml"),
         "{o}"
     );
     let label = format!("label=io.cdq.project={}", lab.project());

@@ -1,7 +1,8 @@
 //! `ops::transfer` against the fake engine with tokio's paused clock: which images a policy
 //! pulls, parallel pulls for the asked platform, retries with doubling backoff on a dropped
 //! connection (and none on a refusal), credentials sent per registry host, the failure
-//! classified with the registry and its fix, and pushes that tag and copy into the registry.
+//! classified with the registry and its fix, and pushes that tag and copy into the registry
+//! and report the manifest digest.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -255,7 +256,7 @@ async fn a_missing_arch_names_the_arches_the_registry_has() {
 async fn push_tags_and_copies_each_image_and_refuses_one_of_the_other_arch() {
     let e = FakeEngine::new();
     e.add_image("cdq-local/redis:2-amd64", info("a", "amd64"));
-    transfer::push(
+    let pushed = transfer::push(
         &e,
         &[Copy {
             service: "redis".into(),
@@ -270,6 +271,18 @@ async fn push_tags_and_copies_each_image_and_refuses_one_of_the_other_arch() {
     )
     .await
     .unwrap();
+    // The digest comes from the push's closing message, the platform from the image.
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].reference, R);
+    assert_eq!(
+        (pushed[0].os.as_str(), pushed[0].arch.as_str()),
+        ("linux", "amd64")
+    );
+    let digest = pushed[0].digest.as_deref().expect("a digest");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
     assert_eq!(
         e.registry_get(R),
         [("amd64".to_string(), info("a", "amd64"))]

@@ -44,7 +44,7 @@ mod unpack;
 pub use check::self_check;
 pub use format::{Blob, Bundle, Chunk, FORMAT, HEADER_LEN, ImageEntry, MAGIC, Manifest, short};
 pub use pack::{SaveProfile, SaveReport, save};
-pub use unpack::{LoadProfile, LoadReport, Want, load};
+pub use unpack::{LoadProfile, LoadReport, Want, load, load_verified, open_verified};
 
 /// Where a long byte transfer reports progress (the command layer draws it).
 pub trait Meter: Send + Sync {

@@ -76,7 +76,19 @@ pub async fn load<E: Engine>(
     meters: &dyn Meters,
 ) -> anyhow::Result<LoadReport> {
     let t0 = Instant::now();
-    let mut report = LoadReport::default();
+    let t_verify = Instant::now();
+    let bundle = open_verified(path, want, meters)?;
+    let verify = t_verify.elapsed();
+    let mut report = load_verified(engine, &bundle, None, dry_run, meters).await?;
+    report.profile.verify = verify;
+    report.elapsed = t0.elapsed();
+    Ok(report)
+}
+
+/// Opens the bundle and checks it whole (architecture, manifest, every chunk), once, before
+/// any engine is asked anything: what [`load_verified`] then loads from, onto one engine or
+/// several.
+pub fn open_verified(path: &Path, want: &Want, meters: &dyn Meters) -> anyhow::Result<Bundle> {
     let bundle = Bundle::open(path)?;
     if bundle.arch() != Some(want.arch) {
         return Err(CdqError::usage(format!(
@@ -92,12 +104,29 @@ pub async fn load<E: Engine>(
         .into());
     }
     let verifying = meters.start("verifying", Some(bundle.manifest.payload_size()));
-    let t_verify = Instant::now();
     bundle.verify(&*verifying)?;
     verifying.finish();
-    report.profile.verify = t_verify.elapsed();
+    Ok(bundle)
+}
 
-    for img in &bundle.manifest.images {
+/// Loads into the engine the images of a verified bundle that it lacks (or holds under
+/// another id); `only` narrows them to these references (what one node's tasks run).
+pub async fn load_verified<E: Engine>(
+    engine: &E,
+    bundle: &Bundle,
+    only: Option<&std::collections::BTreeSet<String>>,
+    dry_run: bool,
+    meters: &dyn Meters,
+) -> anyhow::Result<LoadReport> {
+    let t0 = Instant::now();
+    let path = bundle.path.clone();
+    let mut report = LoadReport::default();
+    let wanted = bundle
+        .manifest
+        .images
+        .iter()
+        .filter(|i| only.is_none_or(|o| o.contains(&i.reference)));
+    for img in wanted {
         match engine
             .image(&img.reference)
             .await
@@ -144,8 +173,8 @@ pub async fn load<E: Engine>(
     let profile = produced.with_context(|| format!("reading the bundle `{}`", path.display()))?;
     imported.map_err(|e| anyhow::Error::new(explain(e)))?;
     progress.finish();
+    // `verify` is `load`'s to fill: a bundle loaded onto several nodes is verified once.
     report.profile = LoadProfile {
-        verify: report.profile.verify,
         import: report.profile.import,
         ..profile
     };

@@ -28,7 +28,7 @@ pub fn run(settings: Settings, ui: &Ui, action: BundleAction) -> anyhow::Result<
                 let engine = super::connect().await?;
                 // What the bundle needs and this host lacks for `arch` comes from the
                 // registry first (an amd64 office machine filling a bundle for arm64).
-                let pulled = super::pull::pull_images(
+                let pulling = super::pull::pull_images(
                     &ctx,
                     ui,
                     &engine,
@@ -36,8 +36,19 @@ pub fn run(settings: Settings, ui: &Ui, action: BundleAction) -> anyhow::Result<
                     arch,
                     crate::ops::transfer::Policy::Missing,
                     crate::cli::ProgressMode::Auto,
-                )
-                .await?;
+                );
+                // Ctrl-C as the save itself takes it (`bundle::save`): exit 130.
+                let pulled = tokio::select! {
+                    r = pulling => r?,
+                    _ = tokio::signal::ctrl_c() => {
+                        return Err(crate::error::CdqError::new(
+                            crate::error::Kind::Interrupted,
+                            "interrupted: the pulls were stopped; no bundle was written",
+                        )
+                        .hint(format!("{}; run `cdq bundle save` again", super::pull::PULL_LEFT))
+                        .into());
+                    }
+                };
                 if pulled > 0 {
                     ui.info(format!("pulled {pulled} {arch} images for the bundle"));
                 }

@@ -2,6 +2,7 @@
 //! data and passwords too.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::context::Context;
@@ -49,7 +50,7 @@ pub fn run(
     let _project_lock = crate::lock::acquire_project(&name, &s.deploy_dir)?;
     let _lock = crate::lock::acquire(&s.deploy_dir)?;
     let rt = super::runtime()?;
-    let _sig = rt.block_on(async {
+    rt.block_on(async {
         let sig = Signals::install()?;
         let engine = sig
             .guard(
@@ -61,10 +62,18 @@ pub fn run(
         let dir = project
             .as_ref()
             .map_or(s.deploy_dir.clone(), |p| p.dir.clone());
-        let listed = engine
-            .list_containers(&name)
-            .await
-            .map_err(crate::engine::explain)?;
+        let listed = sig
+            .guard(
+                "listing the stack's containers",
+                "nothing was removed; run `cdq down` again",
+                async {
+                    engine
+                        .list_containers(&name)
+                        .await
+                        .map_err(|e| anyhow::Error::new(crate::engine::explain(e)))
+                },
+            )
+            .await?;
         owner::check_owner(&name, &dir, &listed)?;
         const LEFT: &str = "what was removed stays removed and the rest is as it was (data kept); run `cdq down` again to finish";
         let grace = Duration::from_secs(timeout);
@@ -88,18 +97,18 @@ pub fn run(
                 },
             )
             .await?;
-        // Duplicates of the network (two creates raced): all but one go by id, so the
-        // removal by name below is not ambiguous.
-        let (_, duplicates) = owner::keep_and_duplicates(
-            owner::ours_named(&engine, &name, &format!("{name}_default")).await?,
-        );
-        for d in duplicates {
-            engine
-                .remove_network(&d.id)
-                .await
-                .map_err(crate::engine::explain)?;
-        }
         sig.guard("removing the stack's network", LEFT, async {
+            // Duplicates of the network (two creates raced): all but one go by id, so the
+            // removal by name below is not ambiguous.
+            let (_, duplicates) = owner::keep_and_duplicates(
+                owner::ours_named(&engine, &name, &format!("{name}_default")).await?,
+            );
+            for d in duplicates {
+                engine
+                    .remove_network(&d.id)
+                    .await
+                    .map_err(crate::engine::explain)?;
+            }
             down::remove_networks(&engine, &name, &ours, &mut say)
             .await
             .map_err(|mut e| {
@@ -112,17 +121,41 @@ pub fn run(
             })
         })
         .await?;
-        anyhow::Ok(sig)
-    })?;
-    if purge {
-        let purged = down::purge(s, &name)?;
+        if !purge {
+            return anyhow::Ok(());
+        }
+        // The purge deletes on a blocking thread so the signal task keeps running; it asks
+        // the flag before each deletion, so a signal lets the one under way finish (a data
+        // directory goes whole) and nothing more is deleted.
+        let flag = sig.flag();
+        let settings = s.clone();
+        let project = name.clone();
+        let purged = tokio::task::spawn_blocking(move || {
+            down::purge_until(&settings, &project, &|| flag.load(Ordering::SeqCst))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the purge thread failed: {e}"))??;
         for p in &purged.deleted {
             ui.info(format!("deleted {}", p.display()));
         }
         for (p, why) in &purged.left {
             ui.warn(format!("left {}: {why}", p.display()));
         }
-    } else {
+        if purged.interrupted {
+            let done = match purged.deleted.len() {
+                0 => "nothing was deleted".to_string(),
+                n => format!("the {n} paths listed above were deleted, each whole"),
+            };
+            sig.check(
+                "purging the data",
+                &format!(
+                    "the containers and network are removed; {done}; everything else is as it was; run `cdq down --purge` again to delete the rest"
+                ),
+            )?;
+        }
+        anyhow::Ok(())
+    })?;
+    if !purge {
         ui.info(format!("data kept in {}", s.data_dir.display()));
     }
     Ok(0)

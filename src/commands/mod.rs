@@ -21,6 +21,7 @@ mod restore;
 mod signals;
 mod status;
 mod swarm;
+mod swarmnodes;
 mod up;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -53,9 +54,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Up { target, .. }
         | Command::Render { target, .. }
         | Command::Preflight { target, .. } => target.arch,
-        Command::Images { arch, .. } | Command::Pull { arch, .. } | Command::Push { arch, .. } => {
-            *arch
-        }
+        Command::Images { arch, .. } | Command::Pull { arch, .. } => *arch,
+        // Several architectures are decided per architecture by the push itself.
+        Command::Push { arch, .. } => match arch.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        },
         Command::Bundle {
             action: BundleAction::Save { arch, .. },
         } => *arch,
@@ -165,8 +169,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ..
         } => pull::run(Context::new(settings)?, &ui, services, always, progress),
         Command::Push {
-            bundle, progress, ..
-        } => push::run(Context::new(settings)?, &ui, bundle, progress),
+            arch,
+            bundle,
+            progress,
+        } => push::run(
+            Context::new(settings)?,
+            &ui,
+            arch.into_iter().map(arch_of).collect(),
+            bundle,
+            progress,
+        ),
         Command::Down {
             purge,
             timeout,

@@ -1,15 +1,18 @@
 //! `cdq pull`, and the pull step of `cdq up` and `cdq bundle save`: which images, the
-//! credentials (the docker CLI's keychain), progress through `ui`, and Ctrl-C.
+//! credentials (the docker CLI's keychain), progress through `ui`. Signals are the
+//! caller's: `cdq pull` and `cdq up` guard the pull with their [`Signals`].
 
 use crate::cli::{ProgressMode, PullArg};
 use crate::context::Context;
 use crate::engine::Engine;
-use crate::error::{CdqError, Kind};
+use crate::error::CdqError;
 use crate::ops::transfer::{self, Policy, Retry, Want};
 use crate::registry::Keychain;
 use crate::services::Arch;
 use crate::settings::Settings;
 use crate::ui::{TransferProgress, Ui};
+
+use super::signals::Signals;
 
 pub fn policy(p: PullArg) -> Policy {
     match p {
@@ -54,9 +57,9 @@ pub fn wants(ctx: &Context, only: &[String]) -> anyhow::Result<Vec<Want>> {
         .collect())
 }
 
-/// Pulls what `policy` asks for among `wants`, for `arch`, with progress; stops cleanly on
-/// Ctrl-C (the daemon cancels a pull whose client went away; finished layers stay).
-/// Returns how many images were pulled.
+/// Pulls what `policy` asks for among `wants`, for `arch`, with progress. Returns how many
+/// images were pulled. Dropped mid-way (a signal), the daemon cancels the pull whose client
+/// went away; finished layers and whole images stay.
 pub async fn pull_images<E: Engine>(
     ctx: &Context,
     ui: &Ui,
@@ -78,7 +81,7 @@ pub async fn pull_images<E: Engine>(
         if todo.len() == 1 { "" } else { "s" }
     ));
     let origin = origin(&ctx.settings);
-    let work = transfer::pull(
+    transfer::pull(
         engine,
         &todo,
         arch,
@@ -86,14 +89,13 @@ pub async fn pull_images<E: Engine>(
         Retry::default(),
         &reporter,
         &origin,
-    );
-    tokio::select! {
-        r = work => r.map(|()| todo.len()),
-        _ = tokio::signal::ctrl_c() => Err(CdqError::new(Kind::Interrupted, "interrupted: the pulls were stopped; nothing was created")
-            .hint("run the command again: layers already pulled are kept")
-            .into()),
-    }
+    )
+    .await
+    .map(|()| todo.len())
 }
+
+/// What a pull interrupted by a signal leaves, for the hint.
+pub const PULL_LEFT: &str = "images pulled whole before the interruption stay, and so do finished layers; nothing else was changed";
 
 /// `cdq pull [SERVICE…]`.
 pub fn run(
@@ -110,8 +112,21 @@ pub fn run(
         Policy::Missing
     };
     super::runtime()?.block_on(async {
-        let engine = super::connect().await?;
-        let n = pull_images(&ctx, ui, &engine, &wants, ctx.arch, policy, progress).await?;
+        let sig = Signals::install()?;
+        let engine = sig
+            .guard(
+                "connecting to the Docker daemon",
+                "nothing was pulled; run `cdq pull` again",
+                super::connect(),
+            )
+            .await?;
+        let n = sig
+            .guard(
+                "pulling images",
+                &format!("{PULL_LEFT}; run `cdq pull` again to pull the rest"),
+                pull_images(&ctx, ui, &engine, &wants, ctx.arch, policy, progress),
+            )
+            .await?;
         ui.info(match n {
             0 => format!(
                 "nothing to pull: the {} images are on this host for {}",

@@ -1,16 +1,20 @@
 //! SIGINT, SIGTERM and SIGHUP (Ctrl-C, systemd and CI runners, a closed terminal) for the
-//! commands that change things: `up`, `down`, `bundle load`. Once [`Signals::install`] has
-//! run, these signals no longer kill cdq; each phase ends at its next await point instead
-//! ([`Signals::guard`]), or, while `up` waits for health, through the executor's cancel
-//! channel, so every interruption ends in a known state, says which, and exits 128 + the
-//! signal's number (130, 143, 129). A second signal quits at once.
+//! commands that change things: `up`, `down`, `bundle load`, `pull`. Once
+//! [`Signals::install`] has run, these signals no longer kill cdq; each phase ends at its
+//! next await point instead ([`Signals::guard`]), or, while `up` creates and waits, through
+//! the executor's cancel channel, or, for work on a blocking thread (`down --purge`),
+//! between two whole steps through [`Signals::flag`]; so every interruption ends in a known
+//! state, says which, and exits 128 + the signal's number (130, 143, 129). A second signal
+//! quits at once.
 //!
-//! Synchronous steps (rendering, atomic file writes) are never cut in half: a signal that
-//! arrives during one is acted on when it ends.
+//! Synchronous steps (rendering, atomic file writes, one directory's deletion) are never
+//! cut in half: a signal that arrives during one is acted on when it ends.
 //!
 //! Must not: decide what a phase leaves behind (the phases say it in their hint).
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -33,6 +37,7 @@ pub fn name(n: i32) -> &'static str {
 pub struct Signals {
     rx: watch::Receiver<Option<i32>>,
     cancel: watch::Receiver<bool>,
+    flag: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,6 +55,8 @@ impl Signals {
         let mut term = signal(SignalKind::terminate())?;
         let (tx, rx) = watch::channel(None);
         let (cancel_tx, cancel) = watch::channel(false);
+        let flag = Arc::new(AtomicBool::new(false));
+        let raised = flag.clone();
         let task = tokio::spawn(async move {
             let mut seen = 0;
             loop {
@@ -67,11 +74,17 @@ impl Signals {
                     "\n{}: stopping at the next safe point (send it again to quit at once)",
                     name(n)
                 );
+                raised.store(true, Ordering::SeqCst);
                 let _ = tx.send(Some(n));
                 let _ = cancel_tx.send(true);
             }
         });
-        Ok(Signals { rx, cancel, task })
+        Ok(Signals {
+            rx,
+            cancel,
+            flag,
+            task,
+        })
     }
 
     /// The first signal received, if any.
@@ -82,6 +95,12 @@ impl Signals {
     /// True once a signal arrived: what the executor's waits watch.
     pub fn cancel(&self) -> watch::Receiver<bool> {
         self.cancel.clone()
+    }
+
+    /// Set once a signal arrived: what a step on a blocking thread checks between two whole
+    /// pieces of work (the runtime keeps running the signal task meanwhile).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
     }
 
     /// Runs `fut` unless a signal comes first; then `fut` is dropped at its await point and

@@ -97,12 +97,26 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
         })
         .collect();
     if a.dry_run {
-        let todo = crate::ops::transfer::to_pull(&*engine, &wants, ctx.arch, a.pull).await?;
+        let todo = sig
+            .guard(
+                "checking which images to pull",
+                UNCHANGED,
+                crate::ops::transfer::to_pull(&*engine, &wants, ctx.arch, a.pull),
+            )
+            .await?;
         for w in &todo {
             ui.info(format!("would pull `{}` for {}", w.reference, ctx.arch));
         }
     } else {
-        super::pull::pull_images(ctx, ui, &*engine, &wants, ctx.arch, a.pull, a.progress).await?;
+        sig.guard(
+            "pulling images",
+            &format!(
+                "{}, no container was created; run `cdq up` again",
+                super::pull::PULL_LEFT
+            ),
+            super::pull::pull_images(ctx, ui, &*engine, &wants, ctx.arch, a.pull, a.progress),
+        )
+        .await?;
     }
 
     if a.skip_preflight {
@@ -163,7 +177,10 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     let observed = sig
         .guard(
             "planning",
-            "the kit is written; no container was changed; run `cdq up` again",
+            match a.compose {
+                Some(_) => UNCHANGED,
+                None => "the kit is written; no container was changed; run `cdq up` again",
+            },
             ops::observe(&*engine, &project, &Overlay::new()),
         )
         .await?;
@@ -179,13 +196,17 @@ async fn up(ctx: &Context, ui: &Ui, a: Args) -> anyhow::Result<i32> {
     }
 
     if !a.no_backup {
-        super::backup::before_upgrade(
-            &*engine,
-            ctx,
-            ui,
-            &project,
-            &observed.plan,
-            &observed.containers,
+        sig.guard(
+            "backing up before the upgrade",
+            "no container was changed; an unfinished backup may be left as a hidden `.cdq-partial` file in `backups/` (it is not a backup: delete it); run `cdq up` again",
+            super::backup::before_upgrade(
+                &*engine,
+                ctx,
+                ui,
+                &project,
+                &observed.plan,
+                &observed.containers,
+            ),
         )
         .await?;
     }

@@ -1584,11 +1584,22 @@ impl Engine for FakeEngine {
             Ok(info)
         })();
         let events: Vec<Result<super::TransferEvent>> = match result {
-            Ok(info) => vec![
-                Ok(transfer(None, "Preparing", None, None)),
-                Ok(transfer(None, "Pushing", Some(info.size), Some(info.size))),
-                Ok(transfer(None, "Pushed", None, None)),
-            ],
+            Ok(info) => {
+                // Docker's closing message: the tag, the manifest digest, its size.
+                let tag = reference.rsplit_once(':').map_or("latest", |(_, t)| t);
+                let digest = hex::encode(Sha256::digest(format!("{}{}", info.id, info.arch)));
+                vec![
+                    Ok(transfer(None, "Preparing", None, None)),
+                    Ok(transfer(None, "Pushing", Some(info.size), Some(info.size))),
+                    Ok(transfer(None, "Pushed", None, None)),
+                    Ok(transfer(
+                        None,
+                        &format!("{tag}: digest: sha256:{digest} size: 1573"),
+                        None,
+                        None,
+                    )),
+                ]
+            }
             Err(e) => vec![Ok(transfer(None, "Preparing", None, None)), Err(e)],
         };
         Box::pin(stream::iter(events))
@@ -1596,9 +1607,11 @@ impl Engine for FakeEngine {
 
     async fn tag_image(&self, source: &str, target: &str) -> Result<()> {
         let mut st = self.enter(Op::Tag, Some(format!("tag {source} {target}")))?;
+        // Docker tags by reference or by image id alike.
         let info = st
             .images
             .get(source)
+            .or_else(|| st.images.values().find(|i| i.id == source))
             .cloned()
             .ok_or_else(|| EngineError::NotFound(source.to_string()))?;
         st.images.insert(target.to_string(), info);

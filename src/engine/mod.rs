@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod fake;
+pub mod fake_swarm;
 pub mod swarm;
 
 use std::collections::BTreeMap;

@@ -121,6 +121,12 @@ pub trait SwarmEngine: Send + Sync + 'static {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Names of the networks labelled `io.cdq.project=<project>`.
+    fn overlays(&self, project: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Removes the network `name`; a missing one is fine. A manager accepts the removal of
+    /// a network whose tasks are still leaving and deletes it once they are gone, so it may
+    /// stay listed a while; it refuses one a service still uses.
+    fn remove_overlay(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// The last `tail` lines of every task of the service, oldest first.
     fn service_logs(&self, id: &str, tail: u64)
     -> impl Future<Output = Result<Vec<String>>> + Send;

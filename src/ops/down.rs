@@ -186,6 +186,9 @@ pub async fn remove_network<E: Engine>(
 pub struct Purged {
     pub deleted: Vec<PathBuf>,
     pub left: Vec<(PathBuf, String)>,
+    /// The purge stopped early (a signal): `deleted` is what it did, the rest is untouched
+    /// and `left` is not filled in.
+    pub interrupted: bool,
 }
 
 /// How deep under `data_dir` a purge looks for marks (`data/zookeeper/.data.cdq-mark` is 2).
@@ -197,17 +200,42 @@ const MARK_DEPTH: usize = 3;
 /// (cdq's header); then `data_dir` itself only if it is left empty. Everything else stays,
 /// listed with the reason. Nothing is followed through a symlink. Errors name the path.
 pub fn purge(s: &Settings, project: &str) -> anyhow::Result<Purged> {
+    purge_until(s, project, &|| false)
+}
+
+/// [`purge`], asking `stop` before each deletion: once it says yes, the deletion under way
+/// has finished (a data directory goes whole, with its mark) and nothing more is deleted;
+/// the result says `interrupted`, with what was deleted. A re-run deletes the rest.
+pub fn purge_until(s: &Settings, project: &str, stop: &dyn Fn() -> bool) -> anyhow::Result<Purged> {
     let mut out = Purged::default();
-    purge_data(&s.data_dir, project, &mut out)?;
-    purge_rendered(&s.deploy_dir, &mut out)?;
+    purge_data(&s.data_dir, project, &mut out, stop)?;
+    if !out.interrupted {
+        purge_rendered(&s.deploy_dir, &mut out, stop)?;
+    }
+    if out.interrupted {
+        out.left.clear();
+    }
     Ok(out)
+}
+
+/// True (and `out` marked interrupted) when the purge must stop before its next deletion.
+fn halted(out: &mut Purged, stop: &dyn Fn() -> bool) -> bool {
+    if !out.interrupted && stop() {
+        out.interrupted = true;
+    }
+    out.interrupted
 }
 
 fn is_dir_nofollow(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir())
 }
 
-fn purge_data(data_dir: &Path, project: &str, out: &mut Purged) -> anyhow::Result<()> {
+fn purge_data(
+    data_dir: &Path,
+    project: &str,
+    out: &mut Purged,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<()> {
     if !data_dir.exists() {
         return Ok(());
     }
@@ -231,6 +259,9 @@ fn purge_data(data_dir: &Path, project: &str, out: &mut Purged) -> anyhow::Resul
                 ));
             }
             continue;
+        }
+        if halted(out, stop) {
+            return Ok(());
         }
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.file_type().is_symlink() => {
@@ -266,7 +297,13 @@ fn purge_data(data_dir: &Path, project: &str, out: &mut Purged) -> anyhow::Resul
         .iter()
         .filter(|p| p.starts_with(data_dir) && *p != data_dir)
     {
+        if halted(out, stop) {
+            return Ok(());
+        }
         rmdir_if_empty(p, out)?;
+    }
+    if halted(out, stop) {
+        return Ok(());
     }
     if fsio::non_empty_dir(data_dir) {
         let mut names: Vec<String> = std::fs::read_dir(data_dir)
@@ -340,12 +377,19 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) {
     }
 }
 
-fn purge_rendered(deploy_dir: &Path, out: &mut Purged) -> anyhow::Result<()> {
+fn purge_rendered(
+    deploy_dir: &Path,
+    out: &mut Purged,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<()> {
     let secrets = crate::secrets::path(deploy_dir);
     let header = |p: &Path| {
         std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())
             && std::fs::read(p).is_ok_and(|b| b.starts_with(crate::secrets::HEADER.as_bytes()))
     };
+    if halted(out, stop) {
+        return Ok(());
+    }
     if std::fs::symlink_metadata(&secrets).is_ok() {
         if header(&secrets) {
             remove_path(&secrets, false)?;
@@ -366,11 +410,15 @@ fn purge_rendered(deploy_dir: &Path, out: &mut Purged) -> anyhow::Result<()> {
         links.push(confd.clone());
     }
     for f in files {
+        // Only regular files are read: a fifo named `.env` would block the read for good.
+        if !std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let Ok(bytes) = std::fs::read(&f) else {
             continue;
         };
-        if !std::fs::symlink_metadata(&f).is_ok_and(|m| m.is_file()) {
-            continue;
+        if halted(out, stop) {
+            return Ok(());
         }
         let rel = f.strip_prefix(deploy_dir).unwrap_or(&f);
         if crate::render::written_by_cdq(deploy_dir, rel, &bytes) {
@@ -394,6 +442,9 @@ fn purge_rendered(deploy_dir: &Path, out: &mut Purged) -> anyhow::Result<()> {
         .collect();
     dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for d in dirs {
+        if halted(out, stop) {
+            return Ok(());
+        }
         rmdir_if_empty(&d, out)?;
     }
     Ok(())
@@ -437,6 +488,88 @@ mod tests {
     }
 
     use super::{NetworkRemoval, remove_network};
+
+    /// Two data directories cdq made for `demo` (`a` and `b`, with files in them) and a
+    /// `secrets.env` of cdq's, in a deploy directory of their own.
+    fn purgeable() -> (tempfile::TempDir, crate::settings::Settings) {
+        let d = tempfile::tempdir().unwrap();
+        let s = crate::settings::load(
+            d.path(),
+            &crate::settings::Overrides {
+                dir: Some(d.path().join("deploy")),
+                project: Some("demo".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for svc in ["a", "b"] {
+            let dir = s.data_dir.join(svc);
+            std::fs::create_dir_all(dir.join("inner")).unwrap();
+            std::fs::write(dir.join("inner/file"), "data").unwrap();
+            crate::fsio::write_mark(
+                &dir,
+                &crate::fsio::Mark {
+                    project: "demo".into(),
+                    deploy_dir: s.deploy_dir.clone(),
+                    created: vec![s.data_dir.clone()],
+                },
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            crate::secrets::path(&s.deploy_dir),
+            format!("{}\nREDIS_PASSWORD=x\n", crate::secrets::HEADER),
+        )
+        .unwrap();
+        (d, s)
+    }
+
+    /// A signal during a purge (`stop` says yes once the first deletion began): that
+    /// deletion finishes — the directory and its mark go whole — and nothing more is
+    /// deleted; the result says so. The re-run deletes the rest.
+    #[test]
+    fn a_stopped_purge_finishes_the_deletion_under_way_and_the_rerun_the_rest() {
+        let (_d, s) = purgeable();
+        let asked = std::cell::Cell::new(0);
+        // Asked before each deletion: no at the first, yes from then on.
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        };
+        let p = super::purge_until(&s, "demo", &stop).unwrap();
+        assert!(p.interrupted);
+        assert_eq!(p.deleted.len(), 1, "{p:?}");
+        let (gone, kept) = if p.deleted[0] == s.data_dir.join("a") {
+            ("a", "b")
+        } else {
+            ("b", "a")
+        };
+        assert_eq!(p.deleted, vec![s.data_dir.join(gone)], "{p:?}");
+        assert!(p.left.is_empty(), "{p:?}");
+        assert!(!s.data_dir.join(gone).exists());
+        assert!(!crate::fsio::mark_path(&s.data_dir.join(gone)).exists());
+        let kept = s.data_dir.join(kept);
+        assert!(kept.join("inner/file").exists(), "the other untouched");
+        assert!(crate::fsio::read_mark(&kept).is_some());
+        assert!(crate::secrets::path(&s.deploy_dir).exists());
+
+        let again = super::purge(&s, "demo").unwrap();
+        assert!(!again.interrupted);
+        assert!(again.deleted.contains(&kept), "{again:?}");
+        assert!(!s.data_dir.exists(), "{again:?}");
+        assert!(!crate::secrets::path(&s.deploy_dir).exists());
+    }
+
+    /// A signal before the purge began: nothing at all is deleted.
+    #[test]
+    fn a_purge_stopped_before_it_began_deletes_nothing() {
+        let (_d, s) = purgeable();
+        let p = super::purge_until(&s, "demo", &|| true).unwrap();
+        assert!(p.interrupted && p.deleted.is_empty(), "{p:?}");
+        assert!(s.data_dir.join("a/inner/file").exists());
+        assert!(s.data_dir.join("b/inner/file").exists());
+        assert!(crate::secrets::path(&s.deploy_dir).exists());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_unused_network_goes_at_once() {

@@ -15,9 +15,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::engine::swarm::{Node, NodeState, ServiceCreate, SwarmEngine, SwarmService, Task};
-use crate::engine::{Engine, EngineError, LABEL_CONFIG_HASH, LABEL_PROJECT, LABEL_SERVICE};
+use crate::engine::{EngineError, LABEL_CONFIG_HASH, LABEL_PROJECT, LABEL_SERVICE};
 use crate::error::{CdqError, Kind};
-use crate::services::{Arch, Service};
+use crate::services::Arch;
 use crate::settings::Cluster;
 use crate::swarm::stack::{self, SLOT_LABEL, STACK_NAMESPACE, ServiceDef, Stack};
 
@@ -29,15 +29,7 @@ pub fn labels(project: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// The catalogue service a stack service belongs to (`kafka2` → kafka, `sentinel1` → redis),
-/// for its deadline.
-pub fn base_service(short: &str) -> Option<Service> {
-    let stem = short.trim_end_matches(|c: char| c.is_ascii_digit());
-    match stem {
-        "redis-replica" | "sentinel" => Some(Service::Redis),
-        s => Service::from_name(s),
-    }
-}
+pub use crate::swarm::stack::base_service;
 
 /// Checks the nodes named in `cluster.nodes`: each is in the swarm, Ready, active, of the
 /// stack's architecture, and carries `cdq.slot=<its position>`; and no other node claims a
@@ -128,6 +120,18 @@ pub enum Action {
     Unchanged,
 }
 
+/// What `up` does to a service the manager has as `existing` (by name), whose rendered
+/// definition hashes to `hash`; `swarm_plan` shows the same decision for `--dry-run`.
+pub fn action(existing: Option<&SwarmService>, hash: &str) -> Action {
+    match existing {
+        None => Action::Created,
+        Some(s) if s.labels.get(LABEL_CONFIG_HASH).map(String::as_str) == Some(hash) => {
+            Action::Unchanged
+        }
+        Some(_) => Action::Updated,
+    }
+}
+
 /// Progress of `up`, for the command layer to show.
 #[derive(Debug, Clone)]
 pub enum Progress {
@@ -192,6 +196,8 @@ pub async fn up<E: SwarmEngine>(
         .iter()
         .map(|s| (s.short.as_str(), s))
         .collect();
+    // Tasks of the services updated, from before their update.
+    let mut replaced = BTreeSet::new();
     for wave in stack::waves(stack) {
         progress(Progress::Wave(wave.clone()));
         let mut wave_ids = Vec::new();
@@ -209,18 +215,23 @@ pub async fn up<E: SwarmEngine>(
                 network: stack.network.clone(),
                 object_ids: &ids,
             };
-            let (id, action) = match existing.get(&name) {
-                None => (
+            let (id, action) = match (existing.get(&name), action(existing.get(&name), &hash)) {
+                (None, _) => (
                     engine
                         .create_service(&spec)
                         .await
                         .map_err(crate::engine::explain)?,
                     Action::Created,
                 ),
-                Some(s) if s.labels.get(LABEL_CONFIG_HASH) == Some(&hash) => {
-                    (s.id.clone(), Action::Unchanged)
-                }
-                Some(s) => {
+                (Some(s), Action::Unchanged) => (s.id.clone(), Action::Unchanged),
+                (Some(s), _) => {
+                    // Swarm replaces the tasks after the update returns: the ones running
+                    // now run the old spec and must not count as the new one healthy.
+                    let old = engine
+                        .tasks(std::slice::from_ref(&s.id))
+                        .await
+                        .map_err(crate::engine::explain)?;
+                    replaced.extend(old.into_iter().map(|t| t.id));
                     engine
                         .update_service(&s.id, s.version, &spec)
                         .await
@@ -231,7 +242,7 @@ pub async fn up<E: SwarmEngine>(
             progress(Progress::Service(short.clone(), action));
             wave_ids.push((short.clone(), id, def.replicas));
         }
-        wait_healthy(engine, &wave_ids, &deadline, &mut progress).await?;
+        wait_healthy(engine, &wave_ids, &replaced, &deadline, &mut progress).await?;
     }
     Ok(())
 }
@@ -239,6 +250,7 @@ pub async fn up<E: SwarmEngine>(
 async fn wait_healthy<E: SwarmEngine>(
     engine: &E,
     wave: &[(String, String, u64)],
+    replaced: &BTreeSet<String>,
     deadline: &impl Fn(&str) -> Duration,
     progress: &mut impl FnMut(Progress),
 ) -> anyhow::Result<()> {
@@ -247,7 +259,8 @@ async fn wait_healthy<E: SwarmEngine>(
     loop {
         let nodes = node_map(engine).await?;
         let ids: Vec<String> = wave.iter().map(|(_, id, _)| id.clone()).collect();
-        let tasks = engine.tasks(&ids).await.map_err(crate::engine::explain)?;
+        let mut tasks = engine.tasks(&ids).await.map_err(crate::engine::explain)?;
+        tasks.retain(|t| !replaced.contains(&t.id));
         let mut late = Vec::new();
         for (short, id, replicas) in wave {
             if done.contains(short) {
@@ -321,12 +334,20 @@ fn task_line(t: &Task, nodes: &BTreeMap<String, Node>) -> String {
         if down { ", node down" } else { "" },
         t.desired
     );
+    // Swarm's message often repeats the state (`starting`): shown only when it adds to it.
     if let Some(e) = &t.error {
         s.push_str(&format!(": {e}"));
-    } else if !t.message.is_empty() {
+    } else if !t.message.is_empty() && t.message != t.state {
         s.push_str(&format!(": {}", t.message));
     }
-    if let Some(c) = t.exit_code.filter(|c| *c != 0) {
+    // Swarm's error for an exit already names the code (`task: non-zero exit (143)`).
+    if let Some(c) = t.exit_code.filter(|c| {
+        *c != 0
+            && !t
+                .error
+                .as_ref()
+                .is_some_and(|e| e.contains(&format!("({c})")))
+    }) {
         s.push_str(&format!(" (exit {c})"));
     }
     s
@@ -524,7 +545,7 @@ pub struct Removed {
 
 /// Removes the project's services, then (once their tasks are gone) its networks and its
 /// config and secret objects. Named volumes stay on their nodes with the data.
-pub async fn down<E: SwarmEngine + Engine>(
+pub async fn down<E: SwarmEngine>(
     engine: &E,
     project: &str,
     wait: Duration,
@@ -536,11 +557,13 @@ pub async fn down<E: SwarmEngine + Engine>(
         r.services.push(s.name.clone());
     }
     let start = tokio::time::Instant::now();
-    let mut pending = Engine::list_networks(engine, project).await?;
+    let mut pending = engine.overlays(project).await?;
     loop {
         let mut still = Vec::new();
         for n in pending {
-            match engine.remove_network(&n).await {
+            match engine.remove_overlay(&n).await {
+                // Accepted again while its tasks leave: counted once.
+                Ok(()) if r.networks.contains(&n) => {}
                 Ok(()) => r.networks.push(n),
                 Err(
                     EngineError::NetworkInUse(_)
@@ -552,7 +575,7 @@ pub async fn down<E: SwarmEngine + Engine>(
         }
         // The manager accepts the removal of a network its tasks are still leaving and
         // deletes it once they are gone: wait for it to be gone from the list too.
-        let listed = Engine::list_networks(engine, project).await?;
+        let listed = engine.overlays(project).await?;
         if still.is_empty() && listed.is_empty() {
             break;
         }
@@ -619,6 +642,7 @@ pub async fn logs<E: SwarmEngine>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::Service;
 
     fn node(id: &str, host: &str, state: NodeState, slot: Option<&str>) -> Node {
         Node {
@@ -653,6 +677,7 @@ mod tests {
     fn cluster() -> Cluster {
         Cluster {
             nodes: vec!["manager".into(), "worker1".into(), "worker2".into()],
+            endpoints: BTreeMap::new(),
         }
     }
 

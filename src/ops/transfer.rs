@@ -373,6 +373,49 @@ pub struct Copy {
     pub target: String,
 }
 
+/// What one push put on the registry: the tag, the manifest digest the engine reported
+/// (None when its messages named none), and the image's platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub reference: String,
+    pub digest: Option<String>,
+    pub os: String,
+    pub arch: String,
+}
+
+/// The manifest digest in a push's closing message (`<tag>: digest: sha256:<hex> size: <n>`,
+/// as Docker and Podman write it).
+pub fn pushed_digest(status: &str) -> Option<String> {
+    let (_, after) = status.split_once("digest: ")?;
+    let d = after.split_whitespace().next()?;
+    let hex = d.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| d.to_string())
+}
+
+/// Passes events on and keeps the digest a push reports.
+struct Capture<'a> {
+    inner: &'a dyn Reporter,
+    digest: std::sync::Mutex<Option<String>>,
+}
+
+impl Reporter for Capture<'_> {
+    fn start(&self, reference: &str, attempt: u32) {
+        self.inner.start(reference, attempt)
+    }
+    fn event(&self, reference: &str, event: &TransferEvent) {
+        if let Some(d) = pushed_digest(&event.status) {
+            *self.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+        }
+        self.inner.event(reference, event)
+    }
+    fn retry(&self, reference: &str, attempt: u32, delay: Duration, why: &str) {
+        self.inner.retry(reference, attempt, delay, why)
+    }
+    fn done(&self, reference: &str) {
+        self.inner.done(reference)
+    }
+}
+
 /// Pushes each `source` as `target`: checks it is on the host and built for `arch`, tags it,
 /// and pushes that one tag (with retries). Pushes run one at a time, since they share the
 /// uplink and the registry deduplicates layers the previous push already sent.
@@ -384,9 +427,10 @@ pub async fn push<E: Engine>(
     retry: Retry,
     reporter: &dyn Reporter,
     origin: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Pushed>> {
+    let mut out = vec![];
     for c in copies {
-        match engine
+        let info = match engine
             .image(&c.source)
             .await
             .map_err(crate::engine::explain)?
@@ -410,8 +454,8 @@ pub async fn push<E: Engine>(
                 ))
                 .into());
             }
-            Some(_) => {}
-        }
+            Some(i) => i,
+        };
         if c.source != c.target {
             engine
                 .tag_image(&c.source, &c.target)
@@ -420,7 +464,11 @@ pub async fn push<E: Engine>(
         }
         let host = registry::host(&c.target);
         let auth = creds.for_host(host)?;
-        if let Err(e) = with_retry(&c.target, retry, reporter, || {
+        let capture = Capture {
+            inner: reporter,
+            digest: std::sync::Mutex::new(None),
+        };
+        if let Err(e) = with_retry(&c.target, retry, &capture, || {
             engine.push_image(&c.target, auth.clone())
         })
         .await
@@ -433,8 +481,17 @@ pub async fn push<E: Engine>(
             };
             return Err(anyhow::Error::new(e).context(err));
         }
+        out.push(Pushed {
+            reference: c.target.clone(),
+            digest: capture
+                .digest
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner()),
+            os: info.os,
+            arch: info.arch,
+        });
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -486,6 +543,21 @@ mod tests {
         for (m, want) in cases {
             assert_eq!(classify(m), want, "{m}");
         }
+    }
+
+    #[test]
+    fn the_digest_comes_from_the_closing_push_message() {
+        let d = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        assert_eq!(
+            pushed_digest(&format!("7.2.11-arm64: digest: {d} size: 1573")),
+            Some(d.clone())
+        );
+        assert_eq!(pushed_digest("Pushed"), None);
+        assert_eq!(
+            pushed_digest("x: digest: sha256:abc size: 1"),
+            None,
+            "not 64 hex"
+        );
     }
 
     #[test]

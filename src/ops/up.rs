@@ -187,22 +187,40 @@ pub async fn converge<E: Engine>(
 pub fn outcome_error(outcome: &Outcome) -> Option<CdqError> {
     match outcome {
         Outcome::Done => None,
-        Outcome::Interrupted { waiting } => Some(
-            CdqError::new(
-                Kind::Interrupted,
-                format!(
-                    "interrupted while waiting for {}",
-                    if waiting.is_empty() {
-                        "services".to_string()
-                    } else {
-                        waiting.join(", ")
-                    }
-                ),
-            )
-            .hint("containers were left as they are; run `cdq up` again to resume"),
-        ),
+        Outcome::Interrupted {
+            waiting,
+            not_started,
+        } => Some(interrupted(waiting, not_started)),
         Outcome::Failed(failures) => Some(failed(failures)),
     }
+}
+
+/// `interrupted while waiting for …` when services were waiting, else `… while creating the
+/// containers`; the hint names what was left created and not started.
+fn interrupted(waiting: &[String], not_started: &[String]) -> CdqError {
+    if waiting.is_empty() && not_started.is_empty() {
+        return CdqError::new(
+            Kind::Interrupted,
+            "interrupted while preparing to create the containers",
+        )
+        .hint("no container was created or started; run `cdq up` again to resume");
+    }
+    let message = if waiting.is_empty() {
+        "interrupted while creating the containers".to_string()
+    } else {
+        format!("interrupted while waiting for {}", waiting.join(", "))
+    };
+    let left = match not_started.len() {
+        0 => String::new(),
+        1 => format!("`{}` is created and not started; ", not_started[0]),
+        _ => format!(
+            "{} are created and not started; ",
+            crate::error::quoted_list(not_started)
+        ),
+    };
+    CdqError::new(Kind::Interrupted, message).hint(format!(
+        "{left}containers were left as they are; run `cdq up` again to resume"
+    ))
 }
 
 fn failed(failures: &[Failure]) -> CdqError {

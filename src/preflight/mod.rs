@@ -13,6 +13,8 @@ pub mod compat;
 pub mod evaluate;
 pub mod facts;
 pub mod hostcompat;
+pub mod nodefacts;
+pub mod nodes;
 pub mod olddata;
 pub mod report;
 pub mod requirements;

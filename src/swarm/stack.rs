@@ -28,6 +28,26 @@ pub const SLOT_LABEL: &str = "cdq.slot";
 /// stack ls|ps|rm` see a stack cdq deployed.
 pub const STACK_NAMESPACE: &str = "com.docker.stack.namespace";
 
+/// The catalogue service a stack service belongs to (`kafka2` → kafka, `sentinel1` → redis),
+/// for its deadline, memory and host needs.
+pub fn base_service(short: &str) -> Option<Service> {
+    let stem = short.trim_end_matches(|c: char| c.is_ascii_digit());
+    match stem {
+        "redis-replica" | "sentinel" => Some(Service::Redis),
+        s => Service::from_name(s),
+    }
+}
+
+/// The slot a service is pinned to by its placement constraint (`node.labels.cdq.slot ==
+/// 2` → 2); None when Swarm may put it on any node.
+pub fn pinned_slot(def: &ServiceDef) -> Option<usize> {
+    let prefix = format!("node.labels.{SLOT_LABEL}");
+    def.constraints.iter().find_map(|c| {
+        let rest = c.replace(' ', "");
+        rest.strip_prefix(&prefix)?.strip_prefix("==")?.parse().ok()
+    })
+}
+
 pub fn stack_file_name(arch: Arch) -> String {
     format!("docker-stack.{arch}.yaml")
 }
@@ -557,6 +577,73 @@ pub fn waves(stack: &Stack) -> Vec<Vec<String>> {
     out
 }
 
+/// A rendered and parsed stack of the built-in templates, for tests of the layers above.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    use super::*;
+    use crate::assets::Assets;
+    use crate::catalog::Catalog;
+    use crate::secrets::Secrets;
+    use crate::settings::{self, Overrides, Settings};
+
+    /// Settings for `target: swarm` on nodes a, b, c (`extra` appended to cdq.yaml), the
+    /// amd64 catalogue of their image set, and the stack.
+    pub fn rendered(extra: &str) -> (Settings, Catalog, Stack) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cdq.yaml"),
+            format!("target: swarm\ncluster:\n  nodes: [a, b, c]\n{extra}"),
+        )
+        .unwrap();
+        let s = settings::load(
+            dir.path(),
+            &Overrides {
+                dir: Some(dir.path().to_path_buf()),
+                arch: Some(Arch::Amd64),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        let assets = Assets::new(None);
+        let catalog = Catalog::load(&assets, Arch::Amd64, &s.images, &s.versions).unwrap();
+        let secrets = Secrets::fixed();
+        let files = render(&Input {
+            settings: &s,
+            arch: Arch::Amd64,
+            host_ip: "10.0.0.5".parse().unwrap(),
+            timezone: "Etc/UTC",
+            catalog: &catalog,
+            secrets: &secrets,
+            assets: &assets,
+            relabel: false,
+        })
+        .unwrap();
+        let text = |rel: &str| {
+            files
+                .iter()
+                .find(|f| f.rel == Path::new(rel))
+                .unwrap_or_else(|| panic!("{rel} not rendered"))
+                .contents
+                .clone()
+        };
+        let vars = Vars::from_dotenv(&text(".env"), []);
+        let stack = parse(
+            "cdq",
+            &text("docker-stack.amd64.yaml"),
+            &vars,
+            Path::new("/d"),
+            |p| {
+                let rel = p.strip_prefix("/d").unwrap();
+                Ok(text(&rel.to_string_lossy()).into_bytes())
+            },
+        )
+        .unwrap();
+        (s, catalog, stack)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,9 +722,11 @@ mod tests {
                 );
             }
         }
-        for single in ["mysql", "redis", "elasticsearch", "prometheus", "grafana"] {
+        for single in ["mysql", "elasticsearch", "prometheus", "grafana"] {
             assert_eq!(slot(single), vec!["node.labels.cdq.slot == 1".to_string()]);
         }
+        // The redis master on slot 3, so losing that worker is a Sentinel failover.
+        assert_eq!(slot("redis"), vec!["node.labels.cdq.slot == 3".to_string()]);
         assert_eq!(
             slot("redis-replica"),
             vec!["node.labels.cdq.slot == 2".to_string()]
@@ -650,6 +739,15 @@ mod tests {
         let wave_of = |s: &str| waves.iter().position(|w| w.iter().any(|x| x == s)).unwrap();
         assert!(wave_of("server") > wave_of("kafka3") && wave_of("server") > wave_of("mysql"));
         assert!(wave_of("sentinel1") > wave_of("redis-replica"));
+        // server and ucenter find the redis master through the sentinels.
+        for client in ["server", "ucenter"] {
+            for i in 1..=3 {
+                assert!(
+                    wave_of(client) > wave_of(&format!("sentinel{i}")),
+                    "{client}"
+                );
+            }
+        }
         let server = text("confd/swarm/server.yml");
         assert!(
             server.contains("bootstrap-servers: kafka1:9092,kafka2:9092,kafka3:9092"),

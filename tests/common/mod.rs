@@ -8,6 +8,8 @@
 // Each test file uses its own subset.
 #![allow(dead_code)]
 
+pub mod stall;
+
 use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};

@@ -6,7 +6,11 @@ see compose/CONTRACT.md) and is healthy only when every dependency configured th
 
   mysql          spring.datasource.url/username/password: log in to the database named in the
                  JDBC URL, create table cdq_standin_probe if missing, write a row, read it back
-  redis          spring.redis (or spring.data.redis) host/port/password: AUTH + PING
+  redis          spring.redis (or spring.data.redis) host/port/password: AUTH + PING; when
+                 `sentinel.master` and `sentinel.nodes` are set (as Spring Boot reads them), the
+                 master is the address a sentinel answers to SENTINEL get-master-addr-by-name
+                 (the first that answers), and it must say ROLE master: the stand-in follows a
+                 failover as the real client does
   kafka          spring.kafka.bootstrap-servers: a Kafka Metadata request (v1) to a bootstrap
                  server, answered with at least one broker
   zookeeper      zookeeper.connect-string: the four-letter word `ruok`, answered `imok`
@@ -118,34 +122,87 @@ def check_mysql(cfg):
     return {"database": db, "host": f"{host}:{port}", "version": version, "probe": "write+read ok"}
 
 
-def resp_cmd(sock, *args):
+def resp_read(f):
+    """One RESP reply from a file-like socket reader: str, int, None, or a list of them."""
+    line = f.readline().rstrip(b"\r\n").decode(errors="replace")
+    if not line:
+        raise ConnectionError("connection closed")
+    kind, rest = line[0], line[1:]
+    if kind == "-":
+        raise RuntimeError(f"redis said: {rest}")
+    if kind in "+":
+        return rest
+    if kind == ":":
+        return int(rest)
+    if kind == "$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:n].decode(errors="replace")
+    if kind == "*":
+        n = int(rest)
+        return None if n < 0 else [resp_read(f) for _ in range(n)]
+    raise RuntimeError(f"unexpected reply {line!r}")
+
+
+def resp_call(sock, f, *args):
     out = f"*{len(args)}\r\n".encode()
     for a in args:
         b = str(a).encode()
         out += b"$%d\r\n%s\r\n" % (len(b), b)
     sock.sendall(out)
-    f = sock.makefile("rb")
-    line = f.readline().rstrip(b"\r\n").decode(errors="replace")
-    if not line:
-        raise ConnectionError("connection closed")
-    if line.startswith("-"):
-        raise RuntimeError(f"redis said: {line[1:]}")
-    return line
+    return resp_read(f)
+
+
+def sentinel_master(sentinel):
+    """(host, port, sentinel) of the master the first answering sentinel names."""
+    nodes = as_list(sentinel.get("nodes"))
+    name = str(sentinel.get("master"))
+    errors = []
+    for node in nodes:
+        host, port = hostport(node, 26379)
+        try:
+            with socket.create_connection((host, port), timeout=TIMEOUT) as s:
+                s.settimeout(TIMEOUT)
+                f = s.makefile("rb")
+                pw = sentinel.get("password")
+                if pw not in (None, ""):
+                    resp_call(s, f, "AUTH", pw)
+                addr = resp_call(s, f, "SENTINEL", "get-master-addr-by-name", name)
+            if not addr or len(addr) != 2:
+                raise RuntimeError(f"knows no master named {name!r}")
+            return addr[0], int(addr[1]), f"{host}:{port}"
+        except Exception as e:  # ask the next sentinel
+            errors.append(f"{host}:{port}: {e}")
+    raise RuntimeError("no sentinel answered: " + ("; ".join(errors) or "no sentinel nodes configured"))
 
 
 def check_redis(cfg):
-    host = cfg.get("host") or "localhost"
-    port = int(cfg.get("port") or 6379)
+    sentinel = cfg.get("sentinel")
+    via = None
+    if isinstance(sentinel, dict) and sentinel.get("master") and sentinel.get("nodes"):
+        host, port, via = sentinel_master(sentinel)
+    else:
+        host = cfg.get("host") or "localhost"
+        port = int(cfg.get("port") or 6379)
+    pw = cfg.get("password")
     with socket.create_connection((host, port), timeout=TIMEOUT) as s:
         s.settimeout(TIMEOUT)
-        pw = cfg.get("password")
+        f = s.makefile("rb")
         if pw not in (None, ""):
             user = cfg.get("username")
-            resp_cmd(s, *(["AUTH", user, pw] if user else ["AUTH", pw]))
-        reply = resp_cmd(s, "PING")
-        if reply != "+PONG":
+            resp_call(s, f, *(["AUTH", user, pw] if user else ["AUTH", pw]))
+        reply = resp_call(s, f, "PING")
+        if reply != "PONG":
             raise RuntimeError(f"PING answered {reply!r}")
-    return {"host": f"{host}:{port}", "auth": pw not in (None, ""), "ping": "PONG"}
+        details = {"host": f"{host}:{port}", "auth": pw not in (None, ""), "ping": "PONG"}
+        if via:
+            role = resp_call(s, f, "ROLE")
+            if not role or role[0] != "master":
+                raise RuntimeError(f"sentinel {via} names {host}:{port}, which is a {role and role[0]}, not the master")
+            details.update({"sentinel": via, "master": sentinel.get("master"), "role": "master"})
+    return details
 
 
 def _kstr(b, o):

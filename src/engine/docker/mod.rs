@@ -289,6 +289,27 @@ impl Docker {
         Ok(c)
     }
 
+    /// The registries the daemon treats as insecure (`docker info`'s `RegistryConfig`): the
+    /// names configured so (`IndexConfigs` with `Secure: false`) and the insecure CIDRs, which
+    /// are loopback's, as Docker's default, when the engine reports none (Podman).
+    pub async fn insecure_registries(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let i = self.client.info().await.map_err(|e| self.map_err(e, ""))?;
+        let config = i.registry_config.unwrap_or_default();
+        let mut names: Vec<String> = config
+            .index_configs
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, c)| c.secure == Some(false))
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        let cidrs = config
+            .insecure_registry_cidrs
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| vec!["127.0.0.0/8".to_string()]);
+        Ok((names, cidrs))
+    }
+
     /// Whether the daemon is Podman (its version), for callers that name the engine.
     pub fn podman(&self) -> Option<&str> {
         self.podman.as_deref()

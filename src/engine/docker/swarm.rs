@@ -389,6 +389,14 @@ impl SwarmEngine for Docker {
         self.ensure_network_with(name, "overlay", labels).await
     }
 
+    async fn overlays(&self, project: &str) -> Result<Vec<String>> {
+        crate::engine::Engine::list_networks(self, project).await
+    }
+
+    async fn remove_overlay(&self, name: &str) -> Result<()> {
+        crate::engine::Engine::remove_network(self, name).await
+    }
+
     async fn service_logs(&self, id: &str, tail: u64) -> Result<Vec<String>> {
         let chunks: Vec<_> = self
             .client
