@@ -10,6 +10,13 @@
 # the references `--images <prefix>` renders) and only those tags are removed before a load.
 # The kit tags keep the layers in Docker's store, so both loads find them present (Docker
 # still reads the whole tar); the comparison is like for like.
+# The machine is shared, so wall times move with what else runs; CPU seconds are recorded
+# too (the client side — cdq, or the docker CLI with gzip/gunzip — from bash's `times`, plus
+# the daemon's from /proc/<pid of /var/run/docker.pid>/stat, which also counts any other
+# client's requests meanwhile).
+# Also measured: `docker save` alone into /dev/null (the export both saves start from: the
+# floor of any save), and cdq's own account of where its time went (`cdq -v`: the stages
+# overlap, so their times add up to more than the whole).
 set -euo pipefail
 
 arch=amd64
@@ -56,26 +63,50 @@ ids() { docker image inspect --format '{{.Id}}' "${refs[@]}"; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 mib() { awk -v n="$1" 'BEGIN { printf "%.0f MiB", n / 1048576 }'; }
+dockerd_pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+# mark NAME: records the CPU seconds so far of this shell's finished children (`times`, which
+# must run in this shell, not in a $(...) subshell) and of the daemon.
+mark() {
+    times >"$work/times-$1"
+    if [ -n "$dockerd_pid" ] && [ -r "/proc/$dockerd_pid/stat" ]; then
+        awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$dockerd_pid/stat" >"$work/dockerd-$1"
+    else
+        echo 0 >"$work/dockerd-$1"
+    fi
+}
+children_cpu() {
+    awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$work/times-$1"
+}
+# CPU seconds between marks "$1" and "$2": "client+daemon".
+cpu_between() {
+    echo "$(secs "$(children_cpu "$1")" "$(children_cpu "$2")")+$(secs "$(cat "$work/dockerd-$1")" "$(cat "$work/dockerd-$2")")"
+}
+cpu_sum() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, "+"); split(b, y, "+"); printf "%.1f", x[1] + x[2] + y[1] + y[2] }'; }
 
 before="$(ids)"
 load_avg="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-t0=$(now)
-(cd "$work" && "$cdq" --images "$prefix" bundle save --arch "$arch" -o "$work/kit.bundle" 2>"$work/save.log")
-t1=$(now)
+mark a; t0=$(now)
+(cd "$work" && "$cdq" -v --images "$prefix" bundle save --arch "$arch" -o "$work/kit.bundle" 2>"$work/save.log")
+t1=$(now); mark b
 docker save "${refs[@]}" | gzip >"$work/kit.tar.gz"
-t2=$(now)
+t2=$(now); mark c
+cdq_save_cpu=$(cpu_between a b); gz_save_cpu=$(cpu_between b c)
+tx=$(now)
 raw_bytes=$(docker save "${refs[@]}" | wc -c)
+ty=$(now)
 
 untag
-t3=$(now)
-(cd "$work" && "$cdq" --images "$prefix" bundle load --arch "$arch" "$work/kit.bundle" 2>"$work/load.log")
-t4=$(now)
+mark d; t3=$(now)
+(cd "$work" && "$cdq" -v --images "$prefix" bundle load --arch "$arch" "$work/kit.bundle" 2>"$work/load.log")
+t4=$(now); mark e
+cdq_load_cpu=$(cpu_between d e)
 [ "$(ids)" = "$before" ] || { echo "cdq bundle load restored other ids" >&2; exit 1; }
 untag
-t5=$(now)
+mark f; t5=$(now)
 gunzip -c "$work/kit.tar.gz" | docker load >/dev/null
-t6=$(now)
+t6=$(now); mark g
+gz_load_cpu=$(cpu_between f g)
 [ "$(ids)" = "$before" ] || { echo "docker load restored other ids" >&2; exit 1; }
 
 # All present: cdq verifies the bundle and loads nothing.
@@ -99,11 +130,18 @@ table="| ${#refs[@]} kit images ($arch) | \`cdq bundle\` (zstd, $cores cores) | 
 | load (tags removed) | ${cdq_load} s | ${gz_load} s | $(ratio "$cdq_load" "$gz_load") |
 | save + load | ${cdq_total} s | ${gz_total} s | $(ratio "$cdq_total" "$gz_total") |
 | file size | $(mib "$bundle_size") | $(mib "$gz_size") | size ÷ \`docker save\` tar ($(mib "$raw_bytes")): $(awk -v a="$bundle_size" -v r="$raw_bytes" 'BEGIN { printf "%.2f", a / r }') vs $(awk -v a="$gz_size" -v r="$raw_bytes" 'BEGIN { printf "%.2f", a / r }') |
-| load, every image present | $(secs "$t7" "$t8") s (verified, nothing loaded) | — | |"
+| CPU seconds, save + load (client + daemon) | $(cpu_sum "$cdq_save_cpu" "$cdq_load_cpu") s ($cdq_save_cpu, $cdq_load_cpu) | $(cpu_sum "$gz_save_cpu" "$gz_load_cpu") s ($gz_save_cpu, $gz_load_cpu) | $(ratio "$(cpu_sum "$cdq_save_cpu" "$cdq_load_cpu")" "$(cpu_sum "$gz_save_cpu" "$gz_load_cpu")") |
+| load, every image present | $(secs "$t7" "$t8") s (verified, nothing loaded) | — | |
+| \`docker save\` alone, into \`wc -c\` | $(secs "$tx" "$ty") s (the export every save starts from) | | |"
+profile="- save: $(grep -m1 '^time:' "$work/save.log" | sed 's/^time: //')
+- load: $(grep -m1 '^time:' "$work/load.log" | sed 's/^time: //')"
 
 machine="$(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $cores cores; $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM; Docker $(docker version --format '{{.Server.Version}}'); load average at start $load_avg (a shared machine); $(date -u +%Y-%m-%dT%H:%MZ)"
 
 echo "$table"
+echo
+echo "cdq -v, where the time went:"
+echo "$profile"
 echo
 echo "machine: $machine"
 
@@ -117,6 +155,11 @@ The release build of cdq; the kit tags keep every layer in Docker's store, so bo
 the layers present (each still reads its whole tar).
 
 $table
+
+Where cdq's time went (\`cdq -v\`; the stages overlap, so the parts add up to more than the
+whole):
+
+$profile
 
 Machine: $machine
 EOF

@@ -5,9 +5,14 @@
 #   scripts/release.sh aarch64    # one (x86_64 | aarch64)
 #
 # Both are musl targets (rustup), so the binaries are static and run on any Linux of that arch
-# (Kylin/UOS on Kunpeng/Phytium included). No C toolchain is needed for aarch64: no dependency
-# builds C, and .cargo/config.toml links it with the toolchain's rust-lld and the musl objects
-# the rustup target ships. The size profile is [profile.release] in Cargo.toml.
+# (Kylin/UOS on Kunpeng/Phytium included). zstd (bundles) is C, so each target needs a C
+# compiler for musl: musl-gcc for x86_64, Debian's aarch64 cross gcc with the aarch64 musl
+# headers for aarch64 (scripts/cc-aarch64-linux-musl); .cargo/config.toml points the `cc`
+# crate at them, and links aarch64 with the toolchain's rust-lld and the musl objects the
+# rustup target ships. scripts/setup.sh installs them. The size profile is [profile.release].
+# Each binary is then checked: static, of its arch (`file`), `--version` and the hidden
+# `bundle self-check` (a compress/decompress round trip through the C library, the aarch64
+# one under qemu-aarch64-static), so a broken cross build is never released.
 # Output: dist/cdq-<arch>, dist/cdq-<arch>.sha256 and dist/SHA256SUMS (`sha256sum -c` ready).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +33,22 @@ installed=$(rustup target list --installed)
 for a in "${arches[@]}"; do
     grep -qx "$a-unknown-linux-musl" <<<"$installed" ||
         die "the rustup target \`$a-unknown-linux-musl\` is not installed (hint: rustup target add $a-unknown-linux-musl, or run scripts/setup.sh)"
+done
+
+# The C compilers, before minutes of building (each names its package).
+for a in "${arches[@]}"; do
+    case "$a" in
+        x86_64)
+            command -v musl-gcc >/dev/null ||
+                die "musl-gcc is missing, needed to build zstd for x86_64-unknown-linux-musl (hint: apt-get install musl-tools, or run scripts/setup.sh)"
+            ;;
+        aarch64)
+            command -v aarch64-linux-gnu-gcc >/dev/null ||
+                die "aarch64-linux-gnu-gcc is missing, needed to build zstd for aarch64-unknown-linux-musl (hint: apt-get install gcc-aarch64-linux-gnu, or run scripts/setup.sh)"
+            [ -f /usr/lib/aarch64-linux-musl/musl-gcc.specs ] ||
+                die "the aarch64 musl headers are missing (hint: dpkg --add-architecture arm64 && apt-get update && apt-get install musl-dev:arm64, or run scripts/setup.sh)"
+            ;;
+    esac
 done
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -75,6 +96,9 @@ for a in "${arches[@]}"; do
     esac
     printf '$ %s\n' "${runner[*]:+${runner[*]} }dist/cdq-$a --version"
     "${runner[@]}" "dist/cdq-$a" --version || die "dist/cdq-$a --version failed"
+    printf '$ %s\n' "${runner[*]:+${runner[*]} }dist/cdq-$a bundle self-check"
+    "${runner[@]}" "dist/cdq-$a" bundle self-check ||
+        die "dist/cdq-$a bundle self-check failed: its zstd does not round-trip (a broken C cross build?)"
 done
 
 (cd dist && cat cdq-*.sha256 | sort -k2 >SHA256SUMS && cat SHA256SUMS)

@@ -46,8 +46,25 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { tail -20 /var/log/cdq-dockerd.log >&2; log "dockerd did not start"; exit 1; }
 fi
 
-# Static release builds (scripts/release.sh, tests/arm64_e2e.rs) need the musl targets; the
-# aarch64 one links with rust-lld (.cargo/config.toml), so no cross C toolchain is installed.
+# Static release builds (scripts/release.sh, tests/arm64_e2e.rs) need the musl targets, and a
+# C compiler for each, since zstd (bundles) is C: musl-gcc (musl-tools) for x86_64, and for
+# aarch64 Debian's cross gcc with the aarch64 musl headers, which come from the arm64 musl-dev
+# package (hence the foreign architecture: only that one package is installed from it).
+# .cargo/config.toml points the `cc` crate at them (scripts/cc-aarch64-linux-musl); the
+# aarch64 binary still links with rust-lld.
+cross=()
+command -v musl-gcc >/dev/null || cross+=(musl-tools)
+command -v aarch64-linux-gnu-gcc >/dev/null || cross+=(gcc-aarch64-linux-gnu)
+[ -f /usr/lib/aarch64-linux-musl/musl-gcc.specs ] || cross+=(musl-dev:arm64)
+if ((${#cross[@]})); then
+    if [[ " ${cross[*]} " == *" musl-dev:arm64 "* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        log "dpkg: adding the arm64 architecture (for musl-dev:arm64, the aarch64 musl headers)"
+        dpkg --add-architecture arm64
+    fi
+    log "apt: installing ${cross[*]} (C for the static musl builds)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${cross[@]}" >/dev/null
+fi
 have_targets=$(rustup target list --installed)
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
     if ! grep -qx "$t" <<<"$have_targets"; then

@@ -286,4 +286,7 @@ pub enum BundleAction {
         #[arg(long, value_enum)]
         arch: Option<ArchArg>,
     },
+    /// Check that this binary's bundle compression works here (scripts/release.sh runs it)
+    #[command(hide = true)]
+    SelfCheck,
 }

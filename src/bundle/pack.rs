@@ -1,5 +1,10 @@
 //! `save`: exports images from the engine and packs their blobs, once each, into
 //! compressed chunks of a bundle file (written beside, then renamed).
+//!
+//! Three stages overlap: the async side forwards the daemon's export; one thread reads it
+//! as a tar, hashes each blob as it streams past (a blob is never held whole in memory) and
+//! cuts the payload into chunks; one worker per core compresses a chunk and hashes its
+//! frame; a writer puts the frames in order. [`SaveProfile`] says where the time went.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
@@ -34,6 +39,28 @@ pub struct SaveReport {
     /// The `docker save` tar's size (what a plain save would have written).
     pub tar_bytes: u64,
     pub elapsed: Duration,
+    pub profile: SaveProfile,
+}
+
+/// Where a save's time went (`cdq -v bundle save` prints it). The stages overlap, so the
+/// parts add up to more than the whole: what matters is which stage waited on which.
+#[derive(Debug, Clone, Default)]
+pub struct SaveProfile {
+    /// Until the daemon's export ended (the last byte forwarded).
+    pub export: Duration,
+    /// The tar reader waited for the daemon's next bytes: the export was the bottleneck.
+    pub export_wait: Duration,
+    /// sha256 of the blobs, on the tar reader's thread.
+    pub hashing: Duration,
+    /// The tar reader waited for a free compression worker: compression was the bottleneck.
+    pub compress_wait: Duration,
+    /// Compressing and hashing chunks, summed over the workers.
+    pub compress: Duration,
+    /// Writing frames to the temporary file.
+    pub write: Duration,
+    /// Header, manifest, frames into the bundle file, synced and renamed.
+    pub finish: Duration,
+    pub workers: usize,
 }
 
 /// Exports `images` (service, reference) for `arch` from the engine into a bundle at `out`
@@ -85,6 +112,7 @@ pub async fn save<E: Engine>(
 
     let tmp = TempFiles::beside(out)?;
     let frames_path = tmp.frames.clone();
+    let t_export = Instant::now();
     let progress = meters.start("saving", None);
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, String>>(16);
     let cancel = Arc::new(AtomicBool::new(false));
@@ -121,6 +149,7 @@ pub async fn save<E: Engine>(
         () = forward => false,
         _ = tokio::signal::ctrl_c() => true,
     };
+    let export_time = t_export.elapsed();
     if interrupted {
         cancel.store(true, Ordering::Relaxed);
     }
@@ -189,13 +218,18 @@ pub async fn save<E: Engine>(
         blobs: packed.blobs,
         chunks: packed.chunks,
     };
+    let t_finish = Instant::now();
     let bytes = tmp.finish(&manifest, out)?;
+    let mut profile = packed.profile;
+    profile.export = export_time;
+    profile.finish = t_finish.elapsed();
     Ok(SaveReport {
         path: out.to_path_buf(),
         manifest,
         bytes,
         tar_bytes: packed.tar_bytes,
         elapsed: t0.elapsed(),
+        profile,
     })
 }
 
@@ -263,6 +297,8 @@ impl Drop for TempFiles {
 struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<std::result::Result<Bytes, String>>,
     buf: Bytes,
+    /// Time spent waiting for the next piece.
+    waited: Duration,
 }
 
 impl ChannelReader {
@@ -270,6 +306,7 @@ impl ChannelReader {
         ChannelReader {
             rx,
             buf: Bytes::new(),
+            waited: Duration::ZERO,
         }
     }
 }
@@ -277,7 +314,10 @@ impl ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.buf.is_empty() {
-            match self.rx.blocking_recv() {
+            let t = Instant::now();
+            let piece = self.rx.blocking_recv();
+            self.waited += t.elapsed();
+            match piece {
                 Some(Ok(b)) => self.buf = b,
                 Some(Err(e)) => return Err(std::io::Error::other(e)),
                 None => return Ok(0),
@@ -307,6 +347,7 @@ struct Packed {
     blobs: Vec<Blob>,
     chunks: Vec<Chunk>,
     tar_bytes: u64,
+    profile: SaveProfile,
 }
 
 impl Packed {
@@ -337,7 +378,7 @@ impl<R: Read> Read for Counting<'_, R> {
 /// Reads a `docker save` tar, writes each distinct blob once into zstd frames at
 /// `frames_path`, and returns where everything went.
 fn pack(
-    input: impl Read,
+    input: ChannelReader,
     frames_path: &Path,
     progress: &dyn Meter,
     cancel: &AtomicBool,
@@ -354,7 +395,9 @@ fn pack(
     let mut manifest_json = None;
     let mut blobs: Vec<Blob> = Vec::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let chunks = Compressor::run(out, cancel, |sink| -> anyhow::Result<()> {
+    let mut hashing = Duration::ZERO;
+    let mut piece = vec![0u8; 1 << 20];
+    let (chunks, mut profile) = Compressor::run(out, cancel, |sink| -> anyhow::Result<()> {
         let mut archive = tar::Archive::new(&mut counting);
         for entry in archive.entries().context("reading the export")? {
             let mut entry = entry.context("reading the export")?;
@@ -381,16 +424,31 @@ fn pack(
             {
                 continue;
             }
-            let mut data = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut data)?;
-            let digest = format!("sha256:{}", sha256_hex(&data));
+            // Streamed into the payload as it is hashed: a 300 MiB layer never sits in
+            // memory whole. The daemon writes each distinct blob once (a layer at another
+            // depth is a symlink), so the digest is only known after the bytes are placed;
+            // a repeat (never seen from Docker) is then left unreferenced in the payload.
+            let offset = sink.position();
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            loop {
+                let n = entry.read(&mut piece)?;
+                if n == 0 {
+                    break;
+                }
+                let t = Instant::now();
+                hasher.update(&piece[..n]);
+                hashing += t.elapsed();
+                sink.write(&piece[..n])?;
+                size += n as u64;
+            }
+            let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
             if seen.insert(digest.clone()) {
                 blobs.push(Blob {
                     digest: digest.clone(),
-                    size: data.len() as u64,
-                    offset: sink.position(),
+                    size,
+                    offset,
                 });
-                sink.write(&data)?;
             }
             files.insert(path, digest);
         }
@@ -398,6 +456,8 @@ fn pack(
     })?;
     // Drain what follows the tar's end marker, so the byte count is the whole export.
     std::io::copy(&mut counting, &mut std::io::sink())?;
+    profile.export_wait = counting.inner.waited;
+    profile.hashing = hashing;
     let manifest_json = manifest_json
         .ok_or_else(|| anyhow::anyhow!("the Docker daemon's export has no `manifest.json`"))?;
     let images: Vec<SaveEntry> =
@@ -413,6 +473,7 @@ fn pack(
         blobs,
         chunks,
         tar_bytes: counting.n,
+        profile,
     })
 }
 
@@ -427,15 +488,17 @@ fn resolve_link(path: &str, target: &Path) -> String {
 }
 
 /// Raw bytes in, independent zstd frames out, on every core, written in order.
-struct Compressor;
+pub(crate) struct Compressor;
 
 /// Where `pack` puts raw payload bytes.
-struct Sink<'a> {
+pub(crate) struct Sink<'a> {
     buf: Vec<u8>,
     position: u64,
     next: usize,
     jobs: mpsc::SyncSender<(usize, Vec<u8>)>,
     cancel: &'a AtomicBool,
+    /// Time spent waiting for a worker to take a chunk.
+    waited: Duration,
 }
 
 impl Sink<'_> {
@@ -443,7 +506,7 @@ impl Sink<'_> {
         self.position
     }
 
-    fn write(&mut self, mut data: &[u8]) -> anyhow::Result<()> {
+    pub(crate) fn write(&mut self, mut data: &[u8]) -> anyhow::Result<()> {
         if self.cancel.load(Ordering::Relaxed) {
             anyhow::bail!("interrupted");
         }
@@ -464,9 +527,11 @@ impl Sink<'_> {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let t = Instant::now();
         self.jobs
             .send((self.next, chunk))
             .map_err(|_| anyhow::anyhow!("the bundle compressor stopped"))?;
+        self.waited += t.elapsed();
         self.next += 1;
         Ok(())
     }
@@ -474,60 +539,111 @@ impl Sink<'_> {
 
 impl Compressor {
     /// Runs `produce` with a sink; compresses what it writes on worker threads and appends
-    /// the frames to `out` in order. Returns one `Chunk` per frame.
-    fn run(
+    /// the frames to `out` in order. Returns one `Chunk` per frame, and the compression and
+    /// writing parts of the profile.
+    pub(crate) fn run(
         out: File,
         cancel: &AtomicBool,
         produce: impl FnOnce(&mut Sink) -> anyhow::Result<()>,
-    ) -> anyhow::Result<Vec<Chunk>> {
+    ) -> anyhow::Result<(Vec<Chunk>, SaveProfile)> {
         let n = workers();
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(n);
         let jobs_rx = Mutex::new(jobs_rx);
-        let (done_tx, done_rx) = mpsc::sync_channel::<(usize, Vec<u8>, u64)>(n);
+        let (done_tx, done_rx) = mpsc::sync_channel::<anyhow::Result<Done>>(n);
+        let busy = Mutex::new(Duration::ZERO);
         std::thread::scope(|scope| {
             for _ in 0..n {
                 let done_tx = done_tx.clone();
                 let jobs_rx = &jobs_rx;
+                let busy = &busy;
                 scope.spawn(move || {
+                    // A worker that cannot start still drains the queue (below), so the
+                    // producer is never left waiting on it.
+                    let mut zstd = match compressor() {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            cancel.store(true, Ordering::Relaxed);
+                            let _ = done_tx.send(Err(e.context("setting up zstd")));
+                            None
+                        }
+                    };
+                    let mut mine = Duration::ZERO;
                     loop {
                         let job = jobs_rx.lock().expect("job queue").recv();
                         let Ok((i, raw)) = job else { break };
                         // Cancelled: keep taking jobs (a producer may be waiting on a full
                         // queue) but do not compress them.
+                        let Some(zstd) = zstd.as_mut() else { continue };
                         if cancel.load(Ordering::Relaxed) {
                             continue;
                         }
-                        let frame = ruzstd::encoding::compress_to_vec(
-                            raw.as_slice(),
-                            ruzstd::encoding::CompressionLevel::Fastest,
-                        );
-                        if done_tx.send((i, frame, raw.len() as u64)).is_err() {
+                        let t = Instant::now();
+                        let done = zstd
+                            .compress(&raw)
+                            .map(|frame| Done {
+                                index: i,
+                                sha256: sha256_hex(&frame),
+                                frame,
+                                raw: raw.len() as u64,
+                            })
+                            .with_context(|| format!("compressing chunk {}", i + 1));
+                        mine += t.elapsed();
+                        if done_tx.send(done).is_err() {
                             break;
                         }
                     }
+                    *busy.lock().expect("profile lock") += mine;
                 });
             }
             drop(done_tx);
-            let writer = scope.spawn(move || -> anyhow::Result<Vec<Chunk>> {
-                let mut out = std::io::BufWriter::new(out);
+            let writer = scope.spawn(move || -> anyhow::Result<(Vec<Chunk>, Duration)> {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
                 let mut waiting = BTreeMap::new();
                 let mut chunks = Vec::new();
-                for (i, frame, raw) in done_rx {
-                    waiting.insert(i, (frame, raw));
-                    while let Some((frame, raw)) = waiting.remove(&chunks.len()) {
-                        out.write_all(&frame)?;
+                let mut writing = Duration::ZERO;
+                // On a failure (a chunk that would not compress, a full disk) the writer
+                // stops the run through `cancel` and keeps draining: the workers then take
+                // jobs without compressing them, so the producer never blocks on a full
+                // queue, and its next write ends the export.
+                let mut failed: Option<anyhow::Error> = None;
+                for done in done_rx {
+                    if failed.is_some() {
+                        continue;
+                    }
+                    let d = match done {
+                        Ok(d) => d,
+                        Err(e) => {
+                            cancel.store(true, Ordering::Relaxed);
+                            failed = Some(e);
+                            continue;
+                        }
+                    };
+                    waiting.insert(d.index, d);
+                    while let Some(d) = waiting.remove(&chunks.len()) {
+                        let t = Instant::now();
+                        if let Err(e) = out.write_all(&d.frame) {
+                            cancel.store(true, Ordering::Relaxed);
+                            failed = Some(anyhow::Error::new(e).context("writing the bundle"));
+                            break;
+                        }
+                        writing += t.elapsed();
                         chunks.push(Chunk {
-                            size: frame.len() as u64,
-                            raw_size: raw,
-                            sha256: sha256_hex(&frame),
+                            size: d.frame.len() as u64,
+                            raw_size: d.raw,
+                            sha256: d.sha256,
                         });
                     }
                 }
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                let t = Instant::now();
                 out.flush()?;
+                writing += t.elapsed();
                 if !waiting.is_empty() {
                     anyhow::bail!("the bundle compressor lost a chunk");
                 }
-                Ok(chunks)
+                Ok((chunks, writing))
             });
             let mut sink = Sink {
                 buf: Vec::with_capacity(CHUNK),
@@ -535,19 +651,39 @@ impl Compressor {
                 next: 0,
                 jobs: jobs_tx,
                 cancel,
+                waited: Duration::ZERO,
             };
             let produced = produce(&mut sink).and_then(|()| sink.flush());
+            let compress_wait = sink.waited;
             drop(sink);
             let written = writer
                 .join()
                 .map_err(|_| anyhow::anyhow!("the bundle writer panicked"))?;
+            // The writer's error first: when it stopped the run, the producer's is only
+            // "interrupted".
+            let (chunks, write) = written?;
             produced?;
             if cancel.load(Ordering::Relaxed) {
                 anyhow::bail!("interrupted");
             }
-            written
+            let profile = SaveProfile {
+                compress_wait,
+                compress: *busy.lock().expect("profile lock"),
+                write,
+                workers: n,
+                ..SaveProfile::default()
+            };
+            Ok((chunks, profile))
         })
     }
+}
+
+/// A compressed chunk, from a worker to the writer.
+struct Done {
+    index: usize,
+    frame: Vec<u8>,
+    raw: u64,
+    sha256: String,
 }
 
 #[cfg(test)]
@@ -564,17 +700,26 @@ mod tests {
     }
 
     #[test]
-    fn frames_round_trip_and_concatenate() {
+    fn frames_round_trip_and_refuse_a_wrong_size_or_a_bad_checksum() {
         let a: Vec<u8> = (0..100_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
-        let fa = ruzstd::encoding::compress_to_vec(
-            a.as_slice(),
-            ruzstd::encoding::CompressionLevel::Fastest,
-        );
+        let fa = compressor().unwrap().compress(&a).unwrap();
         assert!(fa.len() < a.len() / 4, "compressible data compresses");
-        assert_eq!(decompress(&fa, a.len()).unwrap(), a);
-        assert!(decompress(&fa, a.len() + 1).is_err());
+        let mut d = decompressor().unwrap();
+        assert_eq!(decompress(&mut d, &fa, a.len()).unwrap(), a);
+        let err = decompress(&mut d, &fa, a.len() + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not 400001"), "{err}");
+        assert!(decompress(&mut d, &fa, a.len() - 1).is_err());
+        // The frame's own checksum (its last 4 bytes): flipped, the decoder refuses it
+        // even though the content decodes.
+        let mut bad = fa.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let err = decompress(&mut d, &bad, a.len()).unwrap_err().to_string();
+        assert!(err.to_lowercase().contains("checksum"), "{err}");
     }
 
     #[test]
@@ -583,10 +728,11 @@ mod tests {
         let path = dir.path().join("frames");
         let data: Vec<u8> = (0..(CHUNK * 2 + 10)).map(|i| (i % 7) as u8).collect();
         let never = AtomicBool::new(false);
-        let chunks = Compressor::run(File::create(&path).unwrap(), &never, |sink| {
+        let (chunks, profile) = Compressor::run(File::create(&path).unwrap(), &never, |sink| {
             sink.write(&data)
         })
         .unwrap();
+        assert_eq!(profile.workers, workers());
         let raw: Vec<u64> = chunks.iter().map(|c| c.raw_size).collect();
         assert_eq!(raw, [CHUNK as u64, CHUNK as u64, 10]);
         let frames = std::fs::read(&path).unwrap();
@@ -596,10 +742,11 @@ mod tests {
         );
         let mut at = 0;
         let mut back = Vec::new();
+        let mut d = decompressor().unwrap();
         for c in &chunks {
             let f = &frames[at..at + c.size as usize];
             assert_eq!(sha256_hex(f), c.sha256);
-            back.extend(decompress(f, c.raw_size as usize).unwrap());
+            back.extend(decompress(&mut d, f, c.raw_size as usize).unwrap());
             at += c.size as usize;
         }
         assert_eq!(back, data);

@@ -57,8 +57,12 @@ pub fn run(settings: Settings, ui: &Ui, action: BundleAction) -> anyhow::Result<
             for l in describe_save(&report) {
                 ui.info(l);
             }
+            if ui.verbose > 0 {
+                ui.info(profile_save(&report.profile));
+            }
             Ok(0)
         }
+        BundleAction::SelfCheck => self_check(),
         BundleAction::Load { file, arch } => {
             let want = want(arch.map(super::arch_of), "was given")?;
             let report = rt.block_on(async {
@@ -80,9 +84,23 @@ pub fn run(settings: Settings, ui: &Ui, action: BundleAction) -> anyhow::Result<
             for l in describe_load(&report, false) {
                 ui.info(l);
             }
+            if ui.verbose > 0 && !report.loaded.is_empty() {
+                ui.info(profile_load(&report.profile));
+            }
             Ok(0)
         }
     }
+}
+
+/// `cdq bundle self-check`: one line on stdout, or the error.
+pub fn self_check() -> anyhow::Result<i32> {
+    let line = bundle::self_check()?;
+    Ui {
+        verbose: 0,
+        yes: false,
+    }
+    .out(line);
+    Ok(0)
 }
 
 /// The architecture a bundle must hold: the flag's, else the host's.
@@ -152,6 +170,38 @@ pub fn describe_save(r: &SaveReport) -> Vec<String> {
         r.elapsed.as_secs_f64()
     ));
     lines
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// `cdq -v bundle save`: where the time went (the stages overlap).
+pub fn profile_save(p: &bundle::SaveProfile) -> String {
+    format!(
+        "time: export {} (waiting for the daemon {}), sha256 {}, waiting for compression {}, compressing {} over {} workers, writing {}, finishing the file {}",
+        secs(p.export),
+        secs(p.export_wait),
+        secs(p.hashing),
+        secs(p.compress_wait),
+        secs(p.compress),
+        p.workers,
+        secs(p.write),
+        secs(p.finish)
+    )
+}
+
+/// `cdq -v bundle load`: where the time went (decompression overlaps the import).
+pub fn profile_load(p: &bundle::LoadProfile) -> String {
+    format!(
+        "time: verify {}, import {} (waiting for decompression {}, for the daemon {}), decompressing {} over {} workers",
+        secs(p.verify),
+        secs(p.import),
+        secs(p.decompress_wait),
+        secs(p.send_wait),
+        secs(p.decompress),
+        p.workers
+    )
 }
 
 /// What `cdq bundle load` prints.

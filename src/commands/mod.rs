@@ -43,6 +43,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Completions { shell } = &cli.command {
         return completions::run(*shell);
     }
+    // Nor does the release check of the bundle codec (run on a build machine, under qemu).
+    if let Command::Bundle {
+        action: BundleAction::SelfCheck,
+    } = &cli.command
+    {
+        return bundle::self_check();
+    }
     let target_arch = match &cli.command {
         Command::Up { target, .. }
         | Command::Render { target, .. }
