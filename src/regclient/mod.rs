@@ -5,8 +5,8 @@
 //! a manifest's type, digest and size, and puts a list. How it reaches the registry (HTTPS
 //! with `certs.d`, or HTTP for an insecure one) is [`tls`]'s decision.
 //!
-//! Blocking (ureq, over rustls with the pure-Rust RustCrypto provider, so the static aarch64
-//! build needs no C toolchain): callers in async code run it on the blocking pool. Must not:
+//! Blocking (ureq, over rustls with the pure-Rust RustCrypto provider: it adds no C to the
+//! static aarch64 build, whose only C dependency is zstd): callers in async code run it on the blocking pool. Must not:
 //! print, log or put in an error a credential, a token or an `Authorization` header; errors
 //! carry the registry's own words (its JSON `errors`) and the HTTP status only.
 
