@@ -89,6 +89,16 @@ pub enum Problem {
 pub fn classify(message: &str) -> Problem {
     let m = message.to_ascii_lowercase();
     let has = |s: &str| m.contains(s);
+    // A status code as a word of its own: `401` inside a port (`127.0.0.1:40167`) or a
+    // digest is not one.
+    let status = |code: &str| {
+        m.match_indices(code).any(|(i, _)| {
+            let before = m[..i].chars().next_back();
+            let after = m[i + code.len()..].chars().next();
+            !before.is_some_and(|c| c.is_ascii_alphanumeric())
+                && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+        })
+    };
     if has("no space left on device") {
         Problem::DiskFull
     } else if has("x509:") || has("certificate signed by unknown authority") || has("tls: ") {
@@ -98,7 +108,7 @@ pub fn classify(message: &str) -> Problem {
     } else if has("unauthorized")
         || has("no basic auth credentials")
         || has("authentication required")
-        || has("401")
+        || status("401")
     {
         Problem::Unauthorized
     } else if has("manifest unknown")
@@ -524,6 +534,15 @@ mod tests {
             (
                 "manifest for 127.0.0.1:5000/cd/redis:9 not found: manifest unknown: manifest unknown",
                 Problem::NotFound,
+            ),
+            // A port holding the digits 401 is not a 401 (seen: a test registry on 40167).
+            (
+                "manifest for 127.0.0.1:40167/x/redis:2-amd64 not found: manifest unknown: manifest unknown",
+                Problem::NotFound,
+            ),
+            (
+                "received unexpected HTTP status: 401 Unauthorized",
+                Problem::Unauthorized,
             ),
             (
                 "no matching manifest for linux/arm64/v8 in the manifest list entries",
