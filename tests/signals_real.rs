@@ -20,7 +20,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::stall::{Gate, mute};
-use common::{Out, Sandbox, docker, docker_ok, free_ports, run};
+use common::{Out, Sandbox, TWO_REDIS as TWO, docker, docker_ok, free_ports, run};
 
 const KIT: &str = "cdq-local/redis:2-amd64";
 const LONG: Duration = Duration::from_secs(120);
@@ -145,24 +145,6 @@ const WAITS: &str = r#"services:
   after:
     image: cdq-local/redis:2-amd64
     depends_on: { slow: { condition: service_healthy } }
-"#;
-
-const TWO: &str = r#"services:
-  a:
-    image: cdq-local/redis:2-amd64
-    healthcheck:
-      test: ["CMD", "redis-cli", "ping"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
-  b:
-    image: cdq-local/redis:2-amd64
-    depends_on: { a: { condition: service_healthy } }
-    healthcheck:
-      test: ["CMD", "redis-cli", "ping"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
 "#;
 
 /// The signal while `up` waits for health (`after` is created, not started): exit

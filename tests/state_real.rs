@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::stall::mute;
-use common::{Out, Sandbox, docker, docker_ok, run};
+use common::{Out, Sandbox, TWO_REDIS as TWO, docker, docker_ok, run};
 
 const IMAGE: &str = "cdq-local/redis:2-amd64";
 
@@ -82,24 +82,6 @@ impl Drop for Foreign {
         }
     }
 }
-
-const TWO: &str = r#"services:
-  a:
-    image: cdq-local/redis:2-amd64
-    healthcheck:
-      test: ["CMD", "redis-cli", "ping"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
-  b:
-    image: cdq-local/redis:2-amd64
-    depends_on: { a: { condition: service_healthy } }
-    healthcheck:
-      test: ["CMD", "redis-cli", "ping"]
-      interval: 1s
-      timeout: 2s
-      retries: 3
-"#;
 
 // ---- drift -----------------------------------------------------------------------------
 

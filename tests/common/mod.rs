@@ -491,3 +491,23 @@ pub fn ensure_arm64_kit(services: &[&str]) {
             .join(", ")
     );
 }
+
+/// A compose file of two redis services, `b` waiting for `a` to be healthy: the smallest
+/// stack with an order, for the drift and signal tests.
+pub const TWO_REDIS: &str = r#"services:
+  a:
+    image: cdq-local/redis:2-amd64
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+  b:
+    image: cdq-local/redis:2-amd64
+    depends_on: { a: { condition: service_healthy } }
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+      interval: 1s
+      timeout: 2s
+      retries: 3
+"#;
