@@ -589,8 +589,9 @@ pub(crate) mod testing {
     use crate::settings::{self, Overrides, Settings};
 
     /// Settings for `target: swarm` on nodes a, b, c (`extra` appended to cdq.yaml), the
-    /// amd64 catalogue of their image set, and the stack.
-    pub fn rendered(extra: &str) -> (Settings, Catalog, Stack) {
+    /// amd64 catalogue of their image set, and every file rendered for them (with
+    /// [`Secrets::fixed`]).
+    pub fn rendered_files(extra: &str) -> (Settings, Catalog, Vec<crate::render::File>) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("cdq.yaml"),
@@ -620,26 +621,39 @@ pub(crate) mod testing {
             relabel: false,
         })
         .unwrap();
-        let text = |rel: &str| {
-            files
-                .iter()
-                .find(|f| f.rel == Path::new(rel))
-                .unwrap_or_else(|| panic!("{rel} not rendered"))
-                .contents
-                .clone()
-        };
-        let vars = Vars::from_dotenv(&text(".env"), []);
-        let stack = parse(
+        (s, catalog, files)
+    }
+
+    /// The contents of the rendered file at `rel`.
+    pub fn text(files: &[crate::render::File], rel: &str) -> String {
+        files
+            .iter()
+            .find(|f| f.rel == Path::new(rel))
+            .unwrap_or_else(|| panic!("{rel} not rendered"))
+            .contents
+            .clone()
+    }
+
+    /// The stack of `files`, parsed as `cdq up` parses it (deploy directory `/d`).
+    pub fn parsed(files: &[crate::render::File]) -> Stack {
+        let vars = Vars::from_dotenv(&text(files, ".env"), []);
+        parse(
             "cdq",
-            &text("docker-stack.amd64.yaml"),
+            &text(files, "docker-stack.amd64.yaml"),
             &vars,
             Path::new("/d"),
             |p| {
                 let rel = p.strip_prefix("/d").unwrap();
-                Ok(text(&rel.to_string_lossy()).into_bytes())
+                Ok(text(files, &rel.to_string_lossy()).into_bytes())
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// [`rendered_files`], parsed.
+    pub fn rendered(extra: &str) -> (Settings, Catalog, Stack) {
+        let (s, catalog, files) = rendered_files(extra);
+        let stack = parsed(&files);
         (s, catalog, stack)
     }
 }
@@ -647,63 +661,20 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::assets::Assets;
-    use crate::catalog::Catalog;
     use crate::secrets::Secrets;
-    use crate::settings::{self, Overrides};
 
     /// The whole kit for three nodes: the stack parses back into what cdq deploys, every HA
     /// member pinned to its own slot, the stateful singletons on slot 1, dependencies in
     /// earlier waves, and no password in the stack file itself.
     #[test]
     fn the_stack_renders_and_parses_with_every_member_placed() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("cdq.yaml"),
-            "target: swarm\ncluster:\n  nodes: [a, b, c]\n",
-        )
-        .unwrap();
-        let s = settings::load(
-            dir.path(),
-            &Overrides {
-                dir: Some(dir.path().to_path_buf()),
-                arch: Some(Arch::Amd64),
-                ..Overrides::default()
-            },
-        )
-        .unwrap();
-        let assets = Assets::new(None);
-        let catalog = Catalog::load(&assets, Arch::Amd64, &s.images, &s.versions).unwrap();
-        let secrets = Secrets::fixed();
-        let files = render(&Input {
-            settings: &s,
-            arch: Arch::Amd64,
-            host_ip: "10.0.0.5".parse().unwrap(),
-            timezone: "Etc/UTC",
-            catalog: &catalog,
-            secrets: &secrets,
-            assets: &assets,
-            relabel: false,
-        })
-        .unwrap();
-        let text = |rel: &str| {
-            files
-                .iter()
-                .find(|f| f.rel == Path::new(rel))
-                .unwrap_or_else(|| panic!("{rel} not rendered"))
-                .contents
-                .clone()
-        };
+        let (_, _, files) = testing::rendered_files("");
+        let text = |rel: &str| testing::text(&files, rel);
         let stack_text = text("docker-stack.amd64.yaml");
-        for v in secrets.values() {
+        for v in Secrets::fixed().values() {
             assert!(!stack_text.contains(v), "a password in the stack file");
         }
-        let vars = Vars::from_dotenv(&text(".env"), []);
-        let stack = parse("cdq", &stack_text, &vars, Path::new("/d"), |p| {
-            let rel = p.strip_prefix("/d").unwrap();
-            Ok(text(&rel.to_string_lossy()).into_bytes())
-        })
-        .unwrap();
+        let stack = testing::parsed(&files);
         assert_eq!(stack.services.len(), 17);
         let slot = |short: &str| {
             stack
