@@ -20,7 +20,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::stall::{Gate, mute};
-use common::{Out, Sandbox, TWO_REDIS as TWO, docker, docker_ok, free_ports, run};
+use common::{
+    Out, Sandbox, TWO_REDIS as TWO, compose, container, docker, docker_ok, free_ports, run,
+    up_compose as up,
+};
 
 const KIT: &str = "cdq-local/redis:2-amd64";
 const LONG: Duration = Duration::from_secs(120);
@@ -47,25 +50,6 @@ fn rendered(test: &str, registry: Option<&str>) -> Sandbox {
 }
 
 const UP_RENDERED: [&str; 6] = ["up", "--ip", "127.0.0.1", "--progress", "plain", "--yes"];
-
-/// Writes `text` as `<root>/<sub>/compose.yaml` and returns its path as a string.
-fn compose(s: &Sandbox, sub: &str, text: &str) -> String {
-    let d = s.root().join(sub);
-    std::fs::create_dir_all(&d).unwrap();
-    let f = d.join("compose.yaml");
-    std::fs::write(&f, text).unwrap();
-    f.to_str().unwrap().to_string()
-}
-
-fn up(s: &Sandbox, f: &str, extra: &[&str]) -> Out {
-    let mut a = vec!["up", "--compose", f, "--progress", "plain"];
-    a.extend_from_slice(extra);
-    s.cdq(&a)
-}
-
-fn container(s: &Sandbox, service: &str) -> String {
-    format!("{}-{service}-1", s.project())
-}
 
 fn inspect(name: &str, format: &str) -> String {
     docker_ok(&["inspect", "-f", format, name])

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::stall::mute;
-use common::{Out, Sandbox, TWO_REDIS as TWO, docker, docker_ok, run};
+use common::{
+    Sandbox, TWO_REDIS as TWO, compose, container, docker, docker_ok, run, up_compose as up,
+};
 
 const IMAGE: &str = "cdq-local/redis:2-amd64";
 
@@ -21,25 +23,6 @@ fn sandbox(test: &str) -> Sandbox {
     let s = Sandbox::new("cdqst", test);
     s.write_config("");
     s
-}
-
-/// Writes `text` as `<root>/<sub>/compose.yaml` and returns its path as a string.
-fn compose(s: &Sandbox, sub: &str, text: &str) -> String {
-    let d = s.root().join(sub);
-    std::fs::create_dir_all(&d).unwrap();
-    let f = d.join("compose.yaml");
-    std::fs::write(&f, text).unwrap();
-    f.to_str().unwrap().to_string()
-}
-
-fn up(s: &Sandbox, f: &str, extra: &[&str]) -> Out {
-    let mut a = vec!["up", "--compose", f, "--progress", "plain"];
-    a.extend_from_slice(extra);
-    s.cdq(&a)
-}
-
-fn container(s: &Sandbox, service: &str) -> String {
-    format!("{}-{service}-1", s.project())
 }
 
 fn network(s: &Sandbox) -> String {

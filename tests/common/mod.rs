@@ -511,3 +511,24 @@ pub const TWO_REDIS: &str = r#"services:
       timeout: 2s
       retries: 3
 "#;
+
+/// Writes `text` as `<root>/<sub>/compose.yaml` of the sandbox and returns its path.
+pub fn compose(s: &Sandbox, sub: &str, text: &str) -> String {
+    let d = s.root().join(sub);
+    std::fs::create_dir_all(&d).unwrap();
+    let f = d.join("compose.yaml");
+    std::fs::write(&f, text).unwrap();
+    f.to_str().unwrap().to_string()
+}
+
+/// `cdq up --compose FILE --progress plain` plus `extra`, in the sandbox.
+pub fn up_compose(s: &Sandbox, f: &str, extra: &[&str]) -> Out {
+    let mut a = vec!["up", "--compose", f, "--progress", "plain"];
+    a.extend_from_slice(extra);
+    s.cdq(&a)
+}
+
+/// The container cdq names for `service` of the sandbox's project (replica 1).
+pub fn container(s: &Sandbox, service: &str) -> String {
+    format!("{}-{service}-1", s.project())
+}
